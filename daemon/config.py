@@ -1,0 +1,472 @@
+"""Read and validate ``config.toml``.
+
+Every problem in the file is collected and reported at once, each as one line naming the
+file, the key, what is wrong and what would be right, so an operator fixes the whole file in
+one go instead of meeting the errors one traceback at a time.  Secrets never live in the file:
+only the *names* of environment variables that hold them.
+
+The offline commands (``explain``, ``draft``, ``read-vendor-reply``) load the file with
+``partial=True``: then only ``[company]``, ``[mailbox] address``, ``[staff] addresses`` and
+``[database]`` are required.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from warrantyd.daemon.drafters.base import TRADES
+
+SECURITY_CHOICES = ("tls", "starttls", "none")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` has one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class CompanyConfig:
+    name: str
+    timezone: str
+    trades: tuple[str, ...] = TRADES
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    address: str
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_security: str = "tls"
+    imap_user: str = ""
+    imap_password_env: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    failed_folder: str = "Failed"
+    idle: bool = True
+    poll_seconds: float = 60.0
+    max_attempts: int = 3
+
+    @property
+    def local_part(self) -> str:
+        return self.address.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.split("@", 1)[1]
+
+    def password(self) -> str:
+        return os.environ.get(self.imap_password_env, "") if self.imap_password_env else ""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = ""
+    port: int = 465
+    security: str = "tls"
+    user: str = ""
+    password_env: str = ""
+    from_name: str = ""
+    rate_per_recipient_per_hour: int = 20
+    timeout_seconds: float = 30.0
+
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///warrantyd.sqlite3"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: Path = Path("data")
+
+
+@dataclass(frozen=True)
+class DrafterConfig:
+    engine: str = "offline"
+    model: str = ""
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    base_url: str | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 2
+    daily_token_budget: int = 2_000_000
+    per_request_token_budget: int = 60_000
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+@dataclass(frozen=True)
+class StaffConfig:
+    addresses: tuple[str, ...]
+    digest: str = "immediate"
+    require_authenticated_sender: bool = False
+    trusted_authserv_id: str = ""
+    token_days: int = 14
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8025"
+    base_url: str = "http://127.0.0.1:8025"
+    secret_env: str = "WARRANTYD_SECRET"
+
+    def secret(self) -> str:
+        return os.environ.get(self.secret_env, "") if self.secret_env else ""
+
+
+@dataclass(frozen=True)
+class VendorConfig:
+    name: str
+    email: str
+    trades: tuple[str, ...] = ()
+    communities: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HomeownerConfig:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    address: str
+    community: str = ""
+    closing_date: date | None = None
+    homeowners: tuple[HomeownerConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    company: CompanyConfig
+    mailbox: MailboxConfig
+    smtp: SmtpConfig
+    database: DatabaseConfig
+    storage: StorageConfig
+    drafter: DrafterConfig
+    staff: StaffConfig
+    web: WebConfig
+    vendors: tuple[VendorConfig, ...] = ()
+    homes: tuple[HomeConfig, ...] = ()
+    partial: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def is_staff(self, address: str | None) -> bool:
+        return bool(address) and address.lower() in self.staff.addresses
+
+    @property
+    def our_addresses(self) -> tuple[str, ...]:
+        """Addresses that are us: mail from them is our own (loop protection)."""
+        return (self.mailbox.address,)
+
+
+def load_config(path: str | Path, *, partial: bool = False) -> Config:
+    """Load and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file; copy config.example.toml and edit it"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    return parse_config(data, path=path, partial=partial)
+
+
+class _Reader:
+    """Typed access to one TOML table that records problems instead of raising."""
+
+    def __init__(self, where: str, table: object, problems: list[str]) -> None:
+        self.where = where
+        self.problems = problems
+        if table is None:
+            table = {}
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table")
+            table = {}
+        self.table: dict[str, Any] = table
+        self.used: set[str] = set()
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.where}.{key}: {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any, *,
+            required: bool = False, hint: str = "") -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                self.problem(key, f"is required{': ' + hint if hint else ''}")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = " or ".join(_type_name(k) for k in kinds)
+            self.problem(key, f"must be {names}, not {value!r}{'; ' + hint if hint else ''}")
+            return default
+        return value
+
+    def text(self, key: str, default: str = "", *, required: bool = False, hint: str = "") -> str:
+        return str(self.get(key, str, default, required=required, hint=hint))
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            self.problem(key, f"must be one of {allowed}, not {value!r}")
+            return default
+        return value
+
+    def strings(self, key: str, *, required: bool = False, hint: str = "") -> tuple[str, ...]:
+        value = self.get(key, list, [], required=required, hint=hint)
+        if not all(isinstance(v, str) for v in value):
+            self.problem(key, f"must be a list of strings, not {value!r}")
+            return ()
+        return tuple(value)
+
+    def port(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if not 0 < value < 65536:
+            self.problem(key, f"must be a TCP port between 1 and 65535, not {value}")
+            return default
+        return int(value)
+
+    def positive(self, key: str, default: float) -> float:
+        value = self.get(key, (int, float), default)
+        if value <= 0:
+            self.problem(key, f"must be a positive number, not {value}")
+            return default
+        return value
+
+    def address(self, key: str, *, required: bool = False) -> str:
+        value = self.text(key, required=required, hint="an email address like warranty@example.com")
+        if value and not _looks_like_address(value):
+            self.problem(key, f"{value!r} is not an email address (expected name@domain)")
+        return value.lower()
+
+    def env_name(self, key: str, default: str = "") -> str:
+        value = self.text(key, default)
+        if value and not value.replace("_", "").isalnum():
+            self.problem(key, f"must be the NAME of an environment variable (secrets never go in "
+                              f"the file), not {value!r}")
+        return value
+
+    def unknown_keys(self) -> None:
+        for key in self.table:
+            if key not in self.used:
+                self.problem(key, "unknown key (check the spelling against config.example.toml)")
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(kind, kind.__name__)
+
+
+def _looks_like_address(value: str) -> bool:
+    local, sep, domain = value.partition("@")
+    return bool(sep and local and "." in domain and " " not in value and "@" not in domain)
+
+
+def parse_config(data: dict[str, Any], *, path: Path | None = None,
+                 partial: bool = False) -> Config:
+    """Validate an already-parsed TOML document (see :func:`load_config`)."""
+    problems: list[str] = []
+    where = str(path) if path else "config"
+    base_dir = path.parent if path else Path.cwd()
+    known = {"company", "mailbox", "smtp", "database", "storage", "drafter", "staff", "web",
+             "vendors", "homes", "followup"}
+    for key in data:
+        if key not in known:
+            problems.append(f"{where}: unknown table [{key}] (known: {', '.join(sorted(known))})")
+
+    company = _Reader(f"{where}: [company]", data.get("company"), problems)
+    if "company" not in data:
+        problems.append(f"{where}: [company] table is required (name, timezone)")
+    company_name = company.text("name", required="company" in data)
+    timezone = company.text("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        company.problem("timezone", f"{timezone!r} is not an IANA time zone (e.g. America/Denver)")
+        timezone = "UTC"
+    trades = company.strings("trades") or TRADES
+    company.unknown_keys()
+
+    mb = _Reader(f"{where}: [mailbox]", data.get("mailbox"), problems)
+    if "mailbox" not in data:
+        problems.append(f"{where}: [mailbox] table is required (at least address)")
+    need_mail = not partial
+    mailbox = MailboxConfig(
+        address=mb.address("address", required=True),
+        imap_host=mb.text("imap_host", required=need_mail, hint="the IMAP server's host name"),
+        imap_port=mb.port("imap_port", 993),
+        imap_security=mb.choice("imap_security", SECURITY_CHOICES, "tls"),
+        imap_user=mb.text("imap_user", required=need_mail, hint="the IMAP login name"),
+        imap_password_env=mb.env_name("imap_password_env", ""),
+        folder=mb.text("folder", "INBOX"),
+        processed_folder=mb.text("processed_folder", "Processed"),
+        failed_folder=mb.text("failed_folder", "Failed"),
+        idle=bool(mb.get("idle", bool, True)),
+        poll_seconds=mb.positive("poll_seconds", 60.0),
+        max_attempts=int(mb.positive("max_attempts", 3)),
+    )
+    if mailbox.processed_folder == mailbox.folder or mailbox.failed_folder == mailbox.folder:
+        mb.problem("processed_folder", "processed_folder and failed_folder must differ from folder")
+    mb.unknown_keys()
+
+    sm = _Reader(f"{where}: [smtp]", data.get("smtp"), problems)
+    if "smtp" not in data and need_mail:
+        problems.append(f"{where}: [smtp] table is required (host, port, security)")
+    smtp = SmtpConfig(
+        host=sm.text("host", required=need_mail and "smtp" in data, hint="the SMTP server"),
+        port=sm.port("port", 465),
+        security=sm.choice("security", SECURITY_CHOICES, "tls"),
+        user=sm.text("user", ""),
+        password_env=sm.env_name("password_env", ""),
+        from_name=sm.text("from_name", company_name),
+        rate_per_recipient_per_hour=int(sm.positive("rate_per_recipient_per_hour", 20)),
+        timeout_seconds=sm.positive("timeout_seconds", 30.0),
+    )
+    sm.unknown_keys()
+
+    db = _Reader(f"{where}: [database]", data.get("database"), problems)
+    if "database" not in data:
+        problems.append(f"{where}: [database] table is required (url = \"sqlite:///...\")")
+    url = db.text("url", required="database" in data,
+                  hint='e.g. "sqlite:///warrantyd.sqlite3" or "postgresql+psycopg://..."')
+    if url and not url.startswith(("sqlite", "postgresql")):
+        db.problem("url", f"{url!r} is not supported; use sqlite:///PATH or postgresql+psycopg://...")
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        url = "sqlite:///" + str((base_dir / url[len("sqlite:///"):]).resolve())
+    db.unknown_keys()
+
+    st = _Reader(f"{where}: [storage]", data.get("storage"), problems)
+    data_dir = Path(st.text("data_dir", "data"))
+    if not data_dir.is_absolute():
+        data_dir = (base_dir / data_dir).resolve()
+    st.unknown_keys()
+
+    dr = _Reader(f"{where}: [drafter]", data.get("drafter"), problems)
+    drafter = DrafterConfig(
+        engine=dr.choice("engine", ("anthropic", "offline"), "offline"),
+        model=dr.text("model", ""),
+        api_key_env=dr.env_name("api_key_env", "ANTHROPIC_API_KEY"),
+        base_url=dr.text("base_url", "") or None,
+        timeout_seconds=dr.positive("timeout_seconds", 60.0),
+        max_retries=int(dr.get("max_retries", int, 2)),
+        daily_token_budget=int(dr.positive("daily_token_budget", 2_000_000)),
+        per_request_token_budget=int(dr.positive("per_request_token_budget", 60_000)),
+    )
+    dr.unknown_keys()
+
+    sf = _Reader(f"{where}: [staff]", data.get("staff"), problems)
+    if "staff" not in data:
+        problems.append(f"{where}: [staff] table is required (addresses = [...])")
+    staff_addresses = tuple(a.lower() for a in sf.strings(
+        "addresses", required="staff" in data, hint='a list like ["pat@acme-homes.example"]'))
+    for addr in staff_addresses:
+        if not _looks_like_address(addr):
+            sf.problem("addresses", f"{addr!r} is not an email address")
+    if "staff" in data and not staff_addresses and "addresses" in sf.table:
+        sf.problem("addresses", "must list at least one staff address")
+    digest = sf.text("digest", "immediate")
+    if digest != "immediate":
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(digest, timezone=timezone)
+        except ValueError as exc:
+            sf.problem("digest", f"must be \"immediate\" or a cron expression like "
+                                 f"\"0 8,13 * * mon-fri\": {exc}")
+    staff = StaffConfig(
+        addresses=staff_addresses,
+        digest=digest,
+        require_authenticated_sender=bool(sf.get("require_authenticated_sender", bool, False)),
+        trusted_authserv_id=sf.text("trusted_authserv_id", ""),
+        token_days=int(sf.positive("token_days", 14)),
+    )
+    if staff.require_authenticated_sender and not staff.trusted_authserv_id:
+        sf.problem("trusted_authserv_id", "is required when require_authenticated_sender is true "
+                                          "(the authserv-id your receiving server writes in "
+                                          "Authentication-Results, e.g. mx.example.com)")
+    sf.unknown_keys()
+
+    wb = _Reader(f"{where}: [web]", data.get("web"), problems)
+    listen = wb.text("listen", "127.0.0.1:8025")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        wb.problem("listen", f"must be \"host:port\", not {listen!r}")
+    web = WebConfig(listen=listen, base_url=wb.text("base_url", f"http://{listen}").rstrip("/"),
+                    secret_env=wb.env_name("secret_env", "WARRANTYD_SECRET"))
+    wb.unknown_keys()
+
+    vendors: list[VendorConfig] = []
+    raw_vendors = data.get("vendors", [])
+    if not isinstance(raw_vendors, list):
+        problems.append(f"{where}: vendors must be written as [[vendors]] tables")
+        raw_vendors = []
+    for i, item in enumerate(raw_vendors, 1):
+        vr = _Reader(f"{where}: [[vendors]] #{i}", item, problems)
+        name = vr.text("name", required=True)
+        vemail = vr.address("email", required=True)
+        vtrades = vr.strings("trades")
+        for t in vtrades:
+            if t not in trades:
+                vr.problem("trades", f"unknown trade {t!r} (known: {', '.join(trades)})")
+        vendors.append(VendorConfig(name=name, email=vemail, trades=vtrades,
+                                    communities=vr.strings("communities"),
+                                    aliases=vr.strings("aliases")))
+        vr.unknown_keys()
+
+    homes: list[HomeConfig] = []
+    raw_homes = data.get("homes", [])
+    if not isinstance(raw_homes, list):
+        problems.append(f"{where}: homes must be written as [[homes]] tables")
+        raw_homes = []
+    for i, item in enumerate(raw_homes, 1):
+        hr = _Reader(f"{where}: [[homes]] #{i}", item, problems)
+        closing = hr.get("closing_date", (date, str), None)
+        if isinstance(closing, str):
+            try:
+                closing = date.fromisoformat(closing)
+            except ValueError:
+                hr.problem("closing_date", f"must be a date like 2025-03-14, not {closing!r}")
+                closing = None
+        owners: list[HomeownerConfig] = []
+        for j, owner in enumerate(hr.get("homeowners", list, []), 1):
+            orr = _Reader(f"{where}: [[homes]] #{i} homeowners #{j}", owner, problems)
+            owners.append(HomeownerConfig(name=orr.text("name"), email=orr.address("email",
+                                                                                   required=True)))
+            orr.unknown_keys()
+        homes.append(HomeConfig(address=hr.text("address", required=True),
+                                community=hr.text("community", ""), closing_date=closing,
+                                homeowners=tuple(owners)))
+        hr.unknown_keys()
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        company=CompanyConfig(name=company_name, timezone=timezone, trades=trades),
+        mailbox=mailbox, smtp=smtp, database=DatabaseConfig(url=url),
+        storage=StorageConfig(data_dir=data_dir), drafter=drafter, staff=staff, web=web,
+        vendors=tuple(vendors), homes=tuple(homes), partial=partial,
+        extra={"followup": data.get("followup", {})},
+    )
