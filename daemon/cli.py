@@ -1,0 +1,290 @@
+"""The ``warrantyd`` command.
+
+Exit codes: 0 success, 1 the command ran but something it checked failed, 2 bad usage or bad
+configuration (with one readable line per problem, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from warrantyd.daemon.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "config.toml"
+
+
+class UsageError(Exception):
+    """The operator asked for something that cannot be done as asked."""
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default=os.environ.get("WARRANTYD_CONFIG",
+                                                                 DEFAULT_CONFIG),
+                        help="config file (default: $WARRANTYD_CONFIG or ./config.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warrantyd", description="Email-native work orders for warranty teams.")
+    parser.add_argument("--verbose", "-v", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    _add_config(p)
+    p.add_argument("--import-existing", action="store_true",
+                   help="also import mail that was in the mailbox before the first start")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate config; reach the database, IMAP, SMTP, the LLM")
+    _add_config(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("db", help="database maintenance")
+    _add_config(p)
+    p.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations")
+    p.set_defaults(func=cmd_db)
+
+    for name, func, help_text in (
+        ("explain", cmd_explain, "what the daemon would make of each mail, without acting"),
+        ("draft", cmd_draft, "dry-run drafting of homeowner mails"),
+        ("read-vendor-reply", cmd_read_vendor_reply, "read intent and schedule of vendor mails"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        _add_config(p)
+        p.add_argument("files", nargs="+", metavar="FILE.eml")
+        p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("inbox", help="inbound mail: list, reprocess")
+    _add_config(p)
+    inbox = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = inbox.add_parser("list", help="stored inbound mail, newest first")
+    q.add_argument("--status", choices=["new", "done", "ignored", "quarantined"])
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_inbox_list)
+    q = inbox.add_parser("reprocess", help="put a (quarantined) mail back in line")
+    q.add_argument("id", type=int)
+    q.set_defaults(func=cmd_inbox_reprocess)
+
+    p = sub.add_parser("demo", help="a sandbox that shows the whole product on this machine")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    if args.command == "run":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print("warrantyd: the configuration has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"warrantyd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _config(args: argparse.Namespace, *, partial: bool = False) -> Config:
+    return load_config(Path(args.config), partial=partial)
+
+
+def _database(config: Config) -> Any:
+    from warrantyd.storage.db import Database
+
+    db = Database(config.database.url)
+    try:
+        db.upgrade()
+    except Exception as exc:
+        raise UsageError(f"cannot open the database {config.database.url}: "
+                         f"{str(exc).splitlines()[0]}; check [database] url") from None
+    return db
+
+
+def _emit(args: argparse.Namespace, objects: list[dict[str, Any]],
+          human: Callable[[dict[str, Any]], str]) -> None:
+    for obj in objects:
+        if args.json:
+            print(json.dumps(obj, ensure_ascii=False, default=str))
+        else:
+            print(human(obj))
+
+
+def _read_files(files: Sequence[str]) -> list[tuple[str, bytes | None, str | None]]:
+    out: list[tuple[str, bytes | None, str | None]] = []
+    for name in files:
+        try:
+            out.append((name, Path(name).read_bytes(), None))
+        except OSError as exc:
+            out.append((name, None, f"cannot read {name}: {exc.strerror or exc}"))
+    return out
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from warrantyd.daemon.service import Service
+
+    service = Service(config, import_existing=args.import_existing)
+    asyncio.run(service.run())
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.checks import run_checks
+
+    config = _config(args)
+    results = asyncio.run(run_checks(config))
+    for name, ok, detail in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    config = _config(args, partial=True)
+    _database(config).dispose()
+    print(f"database {config.database.url} is at the newest schema")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.explain import explain_mail
+
+    config = _config(args, partial=True)
+    db = _database(config)
+    results = []
+    for name, raw, problem in _read_files(args.files):
+        if raw is None:
+            results.append({"file": name, "classification": None, "errors": [problem]})
+            continue
+        with db.session() as session:
+            results.append({"file": name, **explain_mail(session, config, raw)})
+    db.dispose()
+    _emit(args, results, _human_explain)
+    return EXIT_OK
+
+
+def _human_explain(obj: dict[str, Any]) -> str:
+    lines = [f"{obj['file']}: {obj.get('classification')} — {obj.get('reason', '')}"]
+    if obj.get("new_text"):
+        lines.append("  new text: " + obj["new_text"][:300].replace("\n", "\n            "))
+    for att in obj.get("attachments", []):
+        lines.append(f"  attachment: {att['filename']} ({att['content_type']}, {att['size']} B)")
+    for cmd in obj.get("commands", []):
+        lines.append(f"  command: {cmd}")
+    if "authorized" in obj:
+        lines.append(f"  authorized: {obj['authorized']} ({obj.get('auth_reason')})")
+    for err in obj.get("errors", []):
+        lines.append(f"  error: {err}")
+    return "\n".join(lines)
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.explain import draft_mail
+
+    config = _config(args, partial=True)
+    db = _database(config)
+    results = []
+    for name, raw, problem in _read_files(args.files):
+        if raw is None:
+            results.append({"file": name, "issues": [], "errors": [problem]})
+            continue
+        results.append({"file": name, **asyncio.run(draft_mail(db, config, raw))})
+    db.dispose()
+    _emit(args, results, lambda o: json.dumps(o, ensure_ascii=False, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_read_vendor_reply(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.explain import read_vendor_mail
+
+    config = _config(args, partial=True)
+    results = []
+    for name, raw, problem in _read_files(args.files):
+        if raw is None:
+            results.append({"file": name, "intent": None, "errors": [problem]})
+            continue
+        results.append({"file": name, **read_vendor_mail(config, raw)})
+    _emit(args, results, lambda o: (f"{o['file']}: {o.get('intent')} "
+                                    f"{o.get('scheduled_for') or ''} {o.get('window_end') or ''}"
+                                    ).rstrip())
+    return EXIT_OK
+
+
+def cmd_inbox_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from warrantyd.storage.models import InboundMessage
+
+    config = _config(args, partial=True)
+    db = _database(config)
+    with db.session() as session:
+        stmt = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(args.limit)
+        if args.status:
+            stmt = stmt.where(InboundMessage.status == args.status)
+        rows = [{"id": r.id, "status": r.status, "received_at": r.received_at.isoformat(),
+                 "from": r.from_addr, "subject": r.subject, "classification": r.classification,
+                 "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id,
+                 "mailbox": r.mailbox, "uid": r.uid}
+                for r in session.scalars(stmt)]
+    db.dispose()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return EXIT_OK
+    if not rows:
+        print("no inbound mail" + (f" with status {args.status}" if args.status else ""))
+    for r in rows:
+        print(f"{r['id']:>6}  {r['status']:<11} {r['received_at'][:19]}  "
+              f"{(r['from'] or '-')[:30]:<30}  {(r['subject'] or '')[:40]}")
+        if r["last_error"]:
+            print(f"        error: {r['last_error'].splitlines()[-1][:120]}")
+    return EXIT_OK
+
+
+def cmd_inbox_reprocess(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.process import reprocess
+
+    config = _config(args, partial=True)
+    db = _database(config)
+    try:
+        with db.session() as session:
+            row = reprocess(session, args.id)
+            print(f"inbound message {row.id} queued again; a running daemon processes it on "
+                  f"its next pass")
+    except (LookupError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        db.dispose()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print("warrantyd demo: not yet — the sandbox demo arrives with the monitoring work. "
+          "Meanwhile `make test` exercises the daemon end to end.")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Choosing a drafter and giving it what it may read about one service request.
+
+The drafter sees the homeowner's new text, the photos, the property and its closing date, the
+company's vendors and the most relevant past staff decisions — and nothing else: no other
+homeowner's data, no internal notes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warrantyd.daemon.config import Config
+from warrantyd.daemon.drafters.base import (
+    Drafter,
+    DraftRequest,
+    FeedbackExample,
+    Photo,
+    VendorInfo,
+)
+from warrantyd.parsers.classify import Classification, strip_subject_prefix
+from warrantyd.parsers.message import ParsedMessage
+from warrantyd.parsers.trim import Reply
+from warrantyd.storage.models import Feedback, Home, Homeowner, ServiceRequest, Vendor
+
+log = logging.getLogger("warrantyd.drafting")
+
+MAX_EXAMPLES = 200
+MAX_PHOTOS = 8
+
+
+def make_drafter(config: Config) -> Drafter:
+    """The configured engine; the offline drafter when no API key is set."""
+    from warrantyd.daemon.drafters.offline import OfflineDrafter
+
+    offline = OfflineDrafter()
+    if config.drafter.engine != "anthropic":
+        return offline
+    key = config.drafter.api_key()
+    if not key:
+        log.warning("drafter.engine is anthropic but $%s is empty: using the offline drafter",
+                    config.drafter.api_key_env)
+        return offline
+    from warrantyd.daemon.drafters.llm import DEFAULT_MODEL, AnthropicDrafter
+
+    return AnthropicDrafter(
+        api_key=key, model=config.drafter.model or DEFAULT_MODEL,
+        base_url=config.drafter.base_url, timeout=config.drafter.timeout_seconds,
+        max_retries=config.drafter.max_retries, fallback=offline,
+        per_request_token_budget=config.drafter.per_request_token_budget,
+    )
+
+
+def find_home(session: Session, sender: str | None) -> tuple[Homeowner | None, Home | None]:
+    """The homeowner record for ``sender`` and their home (most recently added first)."""
+    if not sender:
+        return None, None
+    owner = session.scalars(
+        select(Homeowner).where(Homeowner.email == sender.lower()).order_by(Homeowner.id.desc())
+    ).first()
+    return owner, (owner.home if owner is not None else None)
+
+
+def feedback_examples(session: Session, limit: int = MAX_EXAMPLES) -> tuple[FeedbackExample, ...]:
+    rows = session.scalars(select(Feedback).order_by(Feedback.id.desc()).limit(limit)).all()
+    return tuple(
+        FeedbackExample(decision=r.decision, source_text=r.source_text, draft_trade=r.draft_trade,
+                        draft_description=r.draft_description, final_trade=r.final_trade,
+                        final_description=r.final_description, final_priority=r.final_priority,
+                        vendor=r.vendor_email, community=r.community, reason=r.reason)
+        for r in reversed(rows)
+    )
+
+
+def vendor_infos(session: Session) -> tuple[VendorInfo, ...]:
+    rows = session.scalars(select(Vendor).where(Vendor.active).order_by(Vendor.name)).all()
+    return tuple(VendorInfo(name=v.name, email=v.email, trades=tuple(v.trades),
+                            communities=tuple(v.communities)) for v in rows)
+
+
+def draft_request_for(session: Session, config: Config, msg: ParsedMessage, reply: Reply,
+                      verdict: Classification) -> DraftRequest:
+    """Everything the drafter may read for this mail."""
+    home: Home | None = None
+    name = msg.from_name
+    if verdict.thread is not None and verdict.thread.service_request_id is not None:
+        sr = session.get(ServiceRequest, verdict.thread.service_request_id)
+        home = sr.home if sr is not None else None
+    else:
+        owner, home = find_home(session, msg.from_addr)
+        if owner is not None and owner.name:
+            name = owner.name
+    photos = tuple(
+        Photo(filename=a.filename, content_type=a.content_type, content=a.content)
+        for a in msg.attachments if a.is_image
+    )[:MAX_PHOTOS]
+    return DraftRequest(
+        text=reply.new_text,
+        subject=strip_subject_prefix(msg.subject),
+        photos=photos,
+        homeowner_name=name,
+        property_address=home.address if home else None,
+        community=home.community if home else None,
+        closing_date=home.closing_date if home else None,
+        company_name=config.company.name,
+        vendors=vendor_infos(session),
+        examples=feedback_examples(session),
+        trades=config.company.trades,
+    )

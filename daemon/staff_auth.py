@@ -1,0 +1,43 @@
+"""Who may give commands: a staff address, on its own digest thread, authenticated.
+
+A From header is trivially forged, so a staff address alone never authorises anything: the
+mail must also have come to the reply token issued to that staff member for that digest (or
+name that digest's Message-ID, for clients that drop the plus-address), and — when
+``require_authenticated_sender`` is on — our receiving server must have seen DMARC or aligned
+DKIM pass.  Homeowners and vendors never get command rights, whatever they write.
+"""
+
+from __future__ import annotations
+
+from warrantyd.daemon.config import Config
+from warrantyd.parsers.authres import authentication_verdict
+from warrantyd.parsers.classify import STAFF_REPLY, Classification
+from warrantyd.parsers.message import ParsedMessage
+
+
+def authorize_staff_reply(msg: ParsedMessage, verdict: Classification,
+                          config: Config) -> tuple[bool, str]:
+    """(authorised, why) for a mail that would carry staff commands."""
+    sender = msg.from_addr
+    if not sender or not config.is_staff(sender):
+        return False, f"sender {sender or '(none)'} is not a staff address"
+    if verdict.kind != STAFF_REPLY or verdict.thread is None:
+        return False, "not a reply to a digest of ours (no reply token or digest Message-ID)"
+    thread = verdict.thread
+    if thread.kind != "digest":
+        return False, f"reply on a {thread.kind} thread, not on a digest"
+    if thread.evidence == "token":
+        if thread.token_address != sender:
+            return False, (f"reply token was issued to {thread.token_address}, "
+                           f"but the mail is from {sender}")
+        how = "reply token issued to the sender"
+    elif thread.evidence == "message-id":
+        how = "In-Reply-To/References names our digest"
+    else:
+        return False, f"only a subject tag ties it to a digest ({thread.evidence})"
+    if config.staff.require_authenticated_sender:
+        auth = authentication_verdict(msg, config.staff.trusted_authserv_id)
+        if not auth.passed:
+            return False, auth.reason
+        how += f"; {auth.reason}"
+    return True, how
