@@ -37,17 +37,24 @@ def _check_database(config: Config) -> CheckResult:
 
 
 async def _check_imap(config: Config) -> CheckResult:
-    from warrantyd.daemon.imap import open_mailbox
+    from warrantyd.daemon.imap import ImapSession
 
     mb = config.mailbox
     where = f"{mb.imap_user}@{mb.imap_host}:{mb.imap_port} ({mb.imap_security})"
     try:
-        client = await asyncio.wait_for(open_mailbox(mb), timeout=30)
-        await client.logout()
+        session = await ImapSession.connect(mb.imap_host, mb.imap_port, mb.imap_security,
+                                            timeout=30)
+        try:
+            await session.login(mb.imap_user, mb.password())
+            info = await session.select(mb.folder)
+            await session.logout()
+        finally:
+            session.close()
     except Exception as exc:
         return ("imap", False, f"{where}: {exc or type(exc).__name__}; check [mailbox] and "
                                f"${mb.imap_password_env}")
-    return ("imap", True, f"{where}: logged in, {mb.folder} selectable")
+    return ("imap", True, f"{where}: logged in; {mb.folder!r} has UIDVALIDITY "
+                          f"{info.uidvalidity}")
 
 
 async def _check_smtp(config: Config) -> CheckResult:

@@ -80,6 +80,23 @@ def vendor_infos(session: Session) -> tuple[VendorInfo, ...]:
                             communities=tuple(v.communities)) for v in rows)
 
 
+FORWARD_MARKER = "---------- Forwarded message ---------"
+
+
+def drafting_text(msg: ParsedMessage, reply: Reply) -> str:
+    """What the drafter reads: the new text plus any forwarded mail it introduces.
+
+    A homeowner who forwards a spouse's mail ("see below") means the forwarded problem, which
+    the trimmer files under the quote; it is added back behind a forward marker.
+    """
+    text = reply.new_text
+    for forwarded in msg.forwarded:
+        body = forwarded.text.strip()
+        if body and body not in text:
+            text = f"{text}\n\n{FORWARD_MARKER}\n{body}"
+    return text
+
+
 def draft_request_for(session: Session, config: Config, msg: ParsedMessage, reply: Reply,
                       verdict: Classification) -> DraftRequest:
     """Everything the drafter may read for this mail."""
@@ -97,7 +114,7 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
         for a in msg.attachments if a.is_image
     )[:MAX_PHOTOS]
     return DraftRequest(
-        text=reply.new_text,
+        text=drafting_text(msg, reply),
         subject=strip_subject_prefix(msg.subject),
         photos=photos,
         homeowner_name=name,

@@ -32,10 +32,11 @@ def environment() -> Environment:
     return env
 
 
-def render(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
 
 
-def render_mail(name: str, **context: Any) -> tuple[str, str]:
-    """The text and HTML parts of ``email/NAME.txt`` and ``email/NAME.html``."""
-    return render(f"email/{name}.txt", **context), render(f"email/{name}.html", **context)
+def render_mail(template: str, **context: Any) -> tuple[str, str]:
+    """The text and HTML parts of ``email/TEMPLATE.txt`` and ``email/TEMPLATE.html``."""
+    return (render(f"email/{template}.txt", **context),
+            render(f"email/{template}.html", **context))

@@ -1,0 +1,1011 @@
+"""The offline drafter: work orders from a homeowner mail without any network call.
+
+It is the engine when no API key is configured and the fallback when the API fails, so it
+must be good on its own.  The work is split in small steps, each a function here:
+
+1. *clean* the text: greeting, sign-off, signature, client footers and quoted lines go;
+2. *segment* it into candidate issues: list items, paragraphs, and sentences that open
+   with "Also ..." or "Separately ..."; continuation sentences ("It gets worse after ...")
+   stay with the issue before them;
+3. *keep* only candidates that describe a present problem: a thank-you, a coverage
+   question or "the door you fixed last month works great" is not a work order;
+4. *classify* each issue's trade with a TF-IDF + logistic-regression model trained on the
+   phrase file in ``data/`` plus the staff decisions it is given (an edited trade teaches
+   it), and its priority with the fixed rules of :mod:`.tripwire`;
+5. *write* a location, a title and a vendor-safe description, assign photos, and suggest
+   a vendor from the trade, the community and the vendors staff chose before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from warrantyd.daemon.drafters.base import (
+    TRADES,
+    DraftIssue,
+    DraftRequest,
+    DraftResult,
+    FeedbackExample,
+    Photo,
+    VendorInfo,
+)
+from warrantyd.daemon.drafters.tripwire import classify_priority, emergency_reasons
+
+__all__ = [
+    "OfflineDrafter",
+    "TradeClassifier",
+    "detect_language",
+    "find_location",
+    "segment_issues",
+]
+
+PHRASES_PATH = Path(__file__).resolve().parent / "data" / "trade_phrases.tsv"
+FEEDBACK_WEIGHT = 4.0
+"""How much one staff decision counts against one built-in phrase when fitting."""
+NEIGHBOUR_SIMILARITY = 0.45
+"""Cosine similarity above which a past staff decision on similar text decides the trade."""
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# --- cleaning ---------------------------------------------------------------------------
+
+_QUOTE_HEADER = _rx(
+    r"^\s*(?:on\b.{0,200}\bwrote:\s*$|-{2,}\s*original message\s*-{2,}|_{10,}\s*$|"
+    r"el\b.{0,200}\bescribi[oó]:\s*$|from:\s.+\s*$)"
+)
+_FORWARD_MARKER = _rx(
+    r"^\s*(?:-{3,}\s*forwarded message\s*-{3,}|begin forwarded message:|"
+    r"-{3,}\s*mensaje reenviado\s*-{3,})\s*$"
+)
+_HEADER_LINE = _rx(r"^\s*(?:from|de|date|fecha|sent|enviado|subject|asunto|to|para|cc)\s*:")
+_FOOTER = _rx(
+    r"^\s*(?:sent from my|sent from (?:yahoo|outlook|mail for)|get outlook for|enviado desde mi|"
+    r"obtener outlook|confidentiality notice|this e-?mail (?:and any|may contain|is intended)|"
+    r"disclaimer:)"
+)
+_SIGNOFF = _rx(
+    r"^\s*(?:thanks?|thank you|thx|ty|many thanks|thanks (?:so much|again|in advance)|"
+    r"thank you (?:so much|again|very much|in advance)|regards|kind regards|best regards|"
+    r"warm regards|best|all the best|cheers|sincerely|respectfully|take care|"
+    r"have a (?:great|good|nice) (?:day|week|weekend)|gracias|muchas gracias|saludos|"
+    r"atentamente|cordialmente|un saludo)\b[\s,.!:;-]*"
+    r"(?:[A-Za-zÀ-ÿ'.]+(?:\s+(?:&|and|y)\s+|\s+)?){0,4}\s*$"
+)
+_INLINE_SIGNOFF = _rx(
+    r"(?:^|(?<=[.!?]))\s*(?:thanks?|thank you|gracias)[\s,.!]*(?:-\s*)?[A-Za-zÀ-ÿ'.]*\s*$"
+)
+_GREETING = _rx(
+    r"^\s*(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening|day)|"
+    r"hola|buen(?:o|a)s? (?:d[ií]as|tardes|noches)|buenas|estimad[oa]s?)\b"
+)
+_GREETING_ADDRESSEE = re.compile(r"^[^,.!:\-–—]{0,30}?[,!:\-–—]\s*")
+_LEADING_THANKS = _rx(r"^\s*(?:thanks|thank you|gracias)[.!]\s+")
+_PS = _rx(r"^\s*p\.?\s?s\.?[:\s]")
+
+
+def clean_text(text: str) -> str:
+    """The homeowner's own words: no greeting, sign-off, signature, footer or quote.
+
+    A forwarded message is cleaned as a mail of its own: its sender's sign-off ends
+    only that part.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    parts: list[list[str]] = [[]]
+    for line in text.split("\n"):
+        if _FORWARD_MARKER.match(line):
+            parts.append([])
+            continue
+        parts[-1].append(line)
+    cleaned = [_clean_part(part, forwarded=n > 0) for n, part in enumerate(parts)]
+    return "\n\n".join(part for part in cleaned if part)
+
+
+def _clean_part(lines: list[str], forwarded: bool) -> str:
+    """One mail (or one forwarded mail) of :func:`clean_text`."""
+    kept: list[str] = []
+    i = 0
+    while forwarded and i < len(lines) and (not lines[i].strip() or _HEADER_LINE.match(lines[i])):
+        i += 1  # the header block of a forwarded message
+    for line in lines[i:]:
+        if line.lstrip().startswith(">") or _QUOTE_HEADER.match(line):
+            break
+        if line.strip() in {"--", "-- ", "—"} or _FOOTER.match(line):
+            break
+        kept.append(line)
+    kept = _drop_signoff(kept)
+    return _drop_greeting(kept)
+
+
+def _drop_signoff(lines: list[str]) -> list[str]:
+    """Cut at the last sign-off line, keeping a "P.S." written after it."""
+    for i, line in enumerate(lines):
+        if line.strip() and _SIGNOFF.match(line) and len(line.split()) <= 6:
+            tail = lines[i + 1:]
+            ps_at = next((j for j, t in enumerate(tail) if _PS.match(t)), None)
+            kept = lines[:i]
+            if ps_at is not None:
+                return [*kept, "", _PS.sub("", tail[ps_at]), *tail[ps_at + 1:]]
+            return kept
+    if lines:
+        # "... thanks -mike" at the end of a one-line mail.
+        for k in range(len(lines) - 1, -1, -1):
+            if lines[k].strip():
+                lines = [*lines[:k], _INLINE_SIGNOFF.sub("", lines[k]), *lines[k + 1:]]
+                break
+    return lines
+
+
+def _drop_greeting(lines: list[str]) -> str:
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if _GREETING.match(line):
+            if len(line.split()) <= 5 and not re.search(r"[.!?]\s+\S", line):
+                lines = lines[i + 1:]
+            else:
+                rest = _GREETING.sub("", line, count=1)
+                # "Hi Pat, the ..." / "Hello - our ..." / "Good morning. Zone 3 ..."
+                addressee = _GREETING_ADDRESSEE.match(rest)
+                rest = rest[addressee.end():] if addressee else rest.lstrip(" .")
+                lines = [rest, *lines[i + 1:]]
+        break
+    for i, line in enumerate(lines):
+        if line.strip():
+            lines[i] = _LEADING_THANKS.sub("", line, count=1)
+            break
+    return "\n".join(lines).strip()
+
+
+# --- segmentation -----------------------------------------------------------------------
+
+_LIST_ITEM = re.compile(
+    r"^\s*(?:\(?\d{1,2}\s*[.):\-]|[-•*·–—▪◦●‣]|[a-hA-H][.)])\s+(?P<body>\S.*)$"
+)
+_NEW_ISSUE_START = _rx(
+    r"^\W*(?:also|another|second(?:ly)?|third|separately|unrelated|in addition|additionally|"
+    r"plus|on another note|one more thing|one other thing|the other thing|other thing|"
+    r"oh,? and|and (?:the|our|my|a|an|one|there|we|i)\b|new problem|new issue|"
+    r"lastly|finally|last thing|tambi[eé]n|adem[aá]s|otra cosa|por otro lado|"
+    r"y (?:la|el|los|las)\b|otro problema)"
+)
+_ALSO = _rx(r"\b(?:also|too\b|as well|tambi[eé]n|adem[aá]s)")
+_CONTINUATION_START = _rx(
+    r"^\W*(?:it|it'?s|its|this|that|these|those|they|they'?re|them|which|then|now|when|"
+    r"since|so|at first|the (?:problem|issue|noise|leak|smell|crack|stain|same)|"
+    r"we(?:'ve| have)? (?:tried|reset|replaced|checked|cleaned|turned|opened|put|called|"
+    r"already)|i(?:'ve| have)? (?:tried|reset|replaced|checked|cleaned|turned|opened|put|"
+    r"called|already)|we'?re worried|i'?m worried|we think|i think|looks like|seems|"
+    r"not sure|could|can|please|esto|eso|lo|la misma|parece)\b"
+)
+_DEFECT = _rx(
+    r"\b(?:leak\w*|drip\w*|crack\w*|broke\w*|break\w*|burst|won'?t|wont|doesn'?t|does not|"
+    r"will not|would not|wouldn'?t|did not|do not|can not|misses|rock(?:s|ing)|wiggl\w*|"
+    r"mov(?:es|ing) when|gurgl\w*|seep\w*|sweat\w*|"
+    r"don'?t|didn'?t|isn'?t|aren'?t|not (?:working|work|closing|latching|locking|opening|"
+    r"level|turning|draining|heating|cooling|sealed|flush|square|plumb)|stopped|quit|"
+    r"loose\w*|wobbl\w*|missing|stain\w*|gaps?\b|separat\w*|peel\w*|flak\w*|bubbl\w*|"
+    r"sag(?:s|ged|ging|gy)?\b|pull\w* (?:away|out|off|loose)|pulled|came (?:off|loose|down|apart|"
+    r"out)|"
+    r"fell|fall(?:ing|en)? (?:off|out|down|apart)|stick\w*|stuck|hard to|rubs?|rubbing|"
+    r"squeak\w*|creak\w*|noise\w*|noisy|loud|rattl\w*|buzz\w*|hum(?:s|ming)?\b|"
+    r"flicker\w*|trip\w*|spark\w*|smell\w*|odou?r|clog\w*|slow\w*|runs|running|overflow\w*|"
+    r"pool\w*|puddl\w*|standing water|ponding|damp|wet|moist\w*|mold\w*|mou?ldy|musty|"
+    r"fog\w*|condensation|torn|tear|ripped|bent|dent\w*|chip\w*|scratch\w*|scuff\w*|"
+    r"nail pops?|pops?\b|popp\w*|uneven|unlevel|sunk|sink(?:ing|s)|settl\w*|heav\w*|"
+    r"dropped|lift\w*|cupp\w*|buckl\w*|warp\w*|swollen|swell\w*|delaminat\w*|rust\w*|"
+    r"corrod\w*|damage\w*|dead|died|dying|no (?:power|heat|hot water|water|air|insulation)|"
+    r"cold|warm(?:er)?|hot|draft\w*|drafty|frozen|freez\w*|burn\w*|scorch\w*|crooked|"
+    r"misalign\w*|out of (?:square|alignment|plumb|level)|hanging|spongy|soft spot|gives?\b|"
+    r"bounc\w*|needs?\b|needed|can'?t|cannot|keeps|constantly|fad\w*|discolou?r\w*|"
+    r"shift\w*|hole\w*|exposed|efflorescence|spall\w*|fray\w*|ripple\w*|bump\w*|visible|"
+    r"barely|weak|uninsulated|blinking|beep\w*|chirp\w*|going off|tight|reverses?|"
+    r"disconnected|detached|bare|flapping|sunken|backing up|backed up|sewage|spray\w*|"
+    r"flood\w*|gush\w*|pouring|water (?:on|in|coming|came|everywhere|pools?)|"
+    r"fill(?:s|ed|ing)? (?:up )?with water|instead of|wrong|"
+    r"fuga\w*|gote\w*|gotera|rot[oa]s?|romp\w*|no funciona\w*|no sirve|no prende|"
+    r"no enciende|no (?:cierra|abre|jala|drena|enfr[ií]a|calienta)|grieta\w*|rajad\w*|"
+    r"fisura\w*|mancha\w*|suelt[oa]s?|floj[oa]s?|falta\w*|ruido\w*|olor\w*|huele|tapad\w*|"
+    r"atascad\w*|humedad|moho|mojad\w*|se cae|se cay[oó]|despegad\w*|pelad\w*|chuec[oa]|"
+    r"desnivelad\w*|hundid\w*|no (?:hay|tenemos)|sin (?:agua|luz)|chispa\w*|quemad\w*|"
+    r"saliendo|rozando|descompuest\w*|dañad\w*|se sali[oó]|se revent\w*)"
+)
+_RESOLVED = _rx(
+    r"\b(?:(?:was|were|got|been|already|had (?:it|them)|came (?:out )?and|you|they|"
+    r"plumber|electrician|technician|tech|vendor|company|pros?)\b[^.!?]{0,40}\b(?:fixed|"
+    r"repaired|resolved)|(?:fixed|repaired) (?:it|them|last|yesterday|in \w+|on \w+)|"
+    r"taken care of|took care of|working (?:great|fine|"
+    r"perfectly|well)|works (?:great|fine|perfectly|well)(?: now)?|(?:is|are) fine now|"
+    r"all good now|no (?:more )?problems? since|ya qued[oó]|ya (?:lo |la )?arregl\w*|"
+    r"funciona (?:bien|perfecto))"
+)
+_STILL_BROKEN = _rx(
+    r"\b(?:again|still|came back|is back|but now|new problem|otra vez|de nuevo|sigue|"
+    r"todav[ií]a|volvi[oó])\b"
+)
+_GRATITUDE = _rx(r"^\W*(?:just )?(?:wanted to )?(?:say )?(?:thanks?|thank you|gracias)\b")
+_COVERAGE_QUESTION = _rx(
+    r"\b(?:covered|cover|coverage|warranty|warranties|insurance|garant[ií]a|cubre|cubierto)\b"
+)
+_STATEMENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_PHOTO_WORDS = _rx(r"\b(?:photos?|pics?|pictures?|images?|attached|fotos?|imagen(?:es)?|"
+                   r"adjunt\w*)\b")
+
+
+@dataclass
+class Segment:
+    """A piece of the mail that may be one issue."""
+
+    text: str
+    source: str
+    """"list" for a list item, "paragraph", "sentence" (split inside a paragraph), "fallback"."""
+    heading: str = ""
+    """The line that introduced the list this item belongs to ("A few things at the porch:")."""
+    sentences: list[str] = field(default_factory=list)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _STATEMENT_SPLIT.split(text) if s.strip()]
+
+
+def _join_wrapped(lines: list[str]) -> list[str]:
+    """Undo hard wrapping: a line that does not end a sentence continues on the next."""
+    out: list[str] = []
+    for line in lines:
+        if out and (
+            out[-1].endswith(" ")
+            or (not re.search(r"[.!?:)]\s*$", out[-1]) and line[:1].islower())
+        ):
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line.rstrip() if line.strip() else line.strip())
+    return [line.strip() for line in out]
+
+
+def _blocks(text: str) -> list[tuple[str, list[str], str]]:
+    """The text as ("list" | "paragraph", lines, heading) blocks, in order."""
+    blocks: list[tuple[str, list[str], str]] = []
+    current: list[str] = []
+    kind = "paragraph"
+    heading = ""
+    last_plain = ""
+
+    def flush() -> None:
+        nonlocal current
+        if current:
+            blocks.append((kind, current, heading if kind == "list" else ""))
+        current = []
+
+    for raw in text.split("\n"):
+        line = raw.rstrip("\n")
+        item = _LIST_ITEM.match(line)
+        if item:
+            flush()
+            kind = "list"
+            heading = last_plain if blocks and blocks[-1][0] != "list" else heading
+            current = [item.group("body")]
+            continue
+        if not line.strip():
+            flush()
+            kind = "paragraph"
+            continue
+        if kind == "list" and current:
+            current.append(line)  # wrapped continuation of the list item
+            continue
+        if kind == "list":
+            flush()
+            kind = "paragraph"
+        current.append(line)
+        last_plain = line.strip()
+    flush()
+    # A "list" of one item is just a paragraph that begins with a dash.
+    count = sum(1 for k, _, _ in blocks if k == "list")
+    if count < 2:
+        blocks = [("paragraph", lines, "") for _, lines, _ in blocks]
+    return blocks
+
+
+def _is_problem(text: str) -> bool:
+    """Does ``text`` report a present problem (not thanks, a fixed issue, or a question)?"""
+    statements = _sentences(text)
+    problem = [s for s in statements if _DEFECT.search(s)]
+    if not problem:
+        return False
+    if _GRATITUDE.match(text) and not _STILL_BROKEN.search(text):
+        live = [s for s in problem if not _RESOLVED.search(s) and not _GRATITUDE.match(s)]
+        if not live:
+            return False
+    live = [s for s in problem if not (_RESOLVED.search(s) and not _STILL_BROKEN.search(s))]
+    if not live:
+        return False
+    # Only questions about coverage ("Is a cracked driveway covered?") are not a request.
+    return not all(s.rstrip().endswith("?") and _COVERAGE_QUESTION.search(s) for s in live)
+
+
+def segment_issues(text: str) -> tuple[list[Segment], list[Segment]]:
+    """Split cleaned text into (issues, other segments), both in written order."""
+    candidates: list[Segment] = []
+    for kind, lines, heading in _blocks(text):
+        if kind == "list":
+            body = " ".join(_join_wrapped(lines))
+            candidates.append(Segment(body, "list", heading, _sentences(body)))
+            continue
+        candidates.extend(_split_paragraph(lines))
+    issues: list[Segment] = []
+    others: list[Segment] = []
+    for seg in candidates:
+        past = [s for s in seg.sentences if _RESOLVED.search(s) and not _STILL_BROKEN.search(s)]
+        if past and len(past) < len(seg.sentences):
+            others.append(Segment(" ".join(past), seg.source, sentences=past))
+            seg.sentences = [s for s in seg.sentences if s not in past]
+            seg.text = " ".join(seg.sentences)
+        if _is_problem(seg.text):
+            if (
+                issues
+                and seg.source == "paragraph"
+                and issues[-1].source != "list"
+                and _continues(seg, issues[-1])
+            ):
+                issues[-1].text += " " + seg.text
+                issues[-1].sentences += seg.sentences
+                continue
+            issues.append(seg)
+        else:
+            others.append(seg)
+    return issues, others
+
+
+def _continues(seg: Segment, previous: Segment) -> bool:
+    """A paragraph that carries on describing the previous issue ("It gets worse ...")."""
+    first = seg.sentences[0] if seg.sentences else seg.text
+    if _NEW_ISSUE_START.match(first) or _ALSO.search(first):
+        return False
+    return bool(_CONTINUATION_START.match(first))
+
+
+def _split_paragraph(lines: list[str]) -> list[Segment]:
+    """One paragraph as segments: a new segment at each "Also ..." sentence or line."""
+    joined_lines = _join_wrapped(lines)
+    unbulleted_list = len(joined_lines) >= 3 and all(
+        len(line) <= 120 and _DEFECT.search(line) and not _CONTINUATION_START.match(line)
+        for line in joined_lines
+    )
+    segments: list[Segment] = []
+    current: list[str] = []
+    for line_no, line in enumerate(joined_lines):
+        for s_no, sentence in enumerate(_split_on_inline_also(line)):
+            starts_line = s_no == 0 and line_no > 0
+            new = bool(current) and (
+                _NEW_ISSUE_START.match(sentence) is not None
+                or (starts_line and unbulleted_list)
+                or (
+                    starts_line
+                    and _ALSO.search(sentence) is not None
+                    and not _CONTINUATION_START.match(sentence)
+                )
+                or (
+                    not _DEFECT.search(" ".join(current))
+                    and _DEFECT.search(sentence) is not None
+                    and not _CONTINUATION_START.match(sentence)
+                    and (starts_line or current[-1].rstrip().endswith(("?", ":")))
+                )
+            )
+            if new:
+                text = " ".join(current)
+                segments.append(Segment(text, "paragraph" if not segments else "sentence",
+                                        sentences=list(current)))
+                current = []
+            current.append(sentence)
+    if current:
+        segments.append(Segment(" ".join(current), "paragraph" if not segments else "sentence",
+                                sentences=list(current)))
+    return segments
+
+
+_INLINE_ALSO = _rx(r"(?:,|;|\s[-–—])\s+(?=also\b|and also\b|tambi[eé]n\b)|"
+                   r"(?<=[a-z])\.\s+(?=also\b)")
+
+
+def _split_on_inline_also(line: str) -> list[str]:
+    """Sentences of one line, also split at ", also the ..." inside a sentence."""
+    parts: list[str] = []
+    for sentence in _sentences(line):
+        pieces = _INLINE_ALSO.split(sentence)
+        parts.extend(p.strip() for p in pieces if p.strip())
+    return parts
+
+
+# --- trade classification ----------------------------------------------------------------
+
+
+def _load_phrases(path: Path = PHRASES_PATH) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        trade, sep, phrase = line.partition("\t")
+        if not sep or trade not in TRADES:
+            raise ValueError(f"{path}:{number}: expected 'trade<TAB>phrase' with a known trade")
+        rows.append((phrase.strip(), trade))
+    return rows
+
+
+def _normalise(text: str) -> str:
+    text = text.lower()
+    text = re.sub(r"\d+", " 0 ", text)
+    return text
+
+
+class TradeClassifier:
+    """TF-IDF (word and character n-grams) + logistic regression over trade labels.
+
+    Fitting on the ~500 built-in phrases takes well under a second; fitted models are
+    cached per set of feedback examples, so a drafter that sees the same examples again
+    reuses its model.
+    """
+
+    def __init__(self, feedback: tuple[tuple[str, str], ...] = ()) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion
+
+        base = _base_phrases()
+        texts = [t for t, _ in base] + [t for t, _ in feedback]
+        labels = [label for _, label in base] + [label for _, label in feedback]
+        weights = [1.0] * len(base) + [FEEDBACK_WEIGHT] * len(feedback)
+        self.features = FeatureUnion([
+            ("words", TfidfVectorizer(preprocessor=_normalise, ngram_range=(1, 2),
+                                      sublinear_tf=True, strip_accents="unicode")),
+            ("chars", TfidfVectorizer(preprocessor=_normalise, analyzer="char_wb",
+                                      ngram_range=(3, 5), sublinear_tf=True,
+                                      strip_accents="unicode")),
+        ])
+        matrix = self.features.fit_transform(texts)
+        self.model = LogisticRegression(C=20.0, max_iter=3000)
+        self.model.fit(matrix, labels, sample_weight=weights)
+        self.feedback = feedback
+        self._feedback_matrix = matrix[len(base):] if feedback else None
+
+    def predict(self, text: str) -> tuple[str, float]:
+        """The most likely trade for ``text`` and its probability."""
+        probs = self.model.predict_proba(self.features.transform([text]))[0]
+        best = int(probs.argmax())
+        return str(self.model.classes_[best]), float(probs[best])
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        probs = self.model.predict_proba(self.features.transform([text]))[0]
+        return {str(c): float(p) for c, p in zip(self.model.classes_, probs, strict=True)}
+
+    def nearest_feedback(self, text: str) -> tuple[str, float] | None:
+        """The trade staff gave the most similar past text, when it is similar enough."""
+        if self._feedback_matrix is None:
+            return None
+        vector = self.features.transform([text])
+        sims = (self._feedback_matrix @ vector.T).toarray().ravel()
+        # Each half of the union is L2-normalised, so the dot product is at most 2.
+        sims = sims / 2.0
+        votes: dict[str, float] = defaultdict(float)
+        for (_, trade), sim in zip(self.feedback, sims, strict=True):
+            if sim >= NEIGHBOUR_SIMILARITY:
+                votes[trade] += float(sim)
+        if not votes:
+            return None
+        trade = max(votes, key=lambda t: votes[t])
+        return trade, float(max(s for (_, t), s in zip(self.feedback, sims, strict=True)
+                                if t == trade))
+
+
+@lru_cache(maxsize=1)
+def _base_phrases() -> tuple[tuple[str, str], ...]:
+    return tuple(_load_phrases())
+
+
+@lru_cache(maxsize=8)
+def _classifier(feedback: tuple[tuple[str, str], ...]) -> TradeClassifier:
+    return TradeClassifier(feedback)
+
+
+def _feedback_pairs(examples: Sequence[FeedbackExample]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for ex in examples:
+        if ex.decision in {"accept", "edit"} and ex.final_trade in TRADES and ex.source_text:
+            pairs.append((ex.source_text.strip(), ex.final_trade))
+    return tuple(sorted(set(pairs)))
+
+
+# Conventions of the warranty team that a phrase model cannot infer from words alone.
+_CONVENTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_rx(r"\b(?:nail|screw) ?pops?\b|\bpopped nails?\b"), "drywall"),
+    (_rx(r"\b(?:towel (?:bar|ring|rack)|(?:toilet )?paper holder|tp holder|toallero)\b"),
+     "drywall"),
+    (_rx(r"\bwindow wells?\b|pozo de (?:la )?ventana"), "grading_drainage"),
+    (_rx(r"\b(?:stucco|stone veneer|soffits?|estuco)\b"), "siding_exterior"),
+    (_rx(r"\b(?<!fire )(?:sprinklers?|irrigation|drip line|aspersor\w*|riego)\b"),
+     "landscaping"),
+    (_rx(r"\b(?:water |brown |yellow )?stain\w*\b.{0,60}\b(?:below|under|beneath)\b.{0,30}"
+         r"\b(?:bath\w*|shower|tub|toilet|laundry)"), "plumbing"),
+    (_rx(r"\b(?:door (?:from|to|into|between) (?:the )?(?:house|garage)|garage (?:side|entry|"
+         r"service) door|side door (?:of|to|in) the garage)\b"), "windows_doors"),
+)
+_RAIN_TRADES = frozenset({"roofing", "windows_doors", "gutters", "siding_exterior"})
+"""Trades that may own a leak while it rains; anything else is sent to roofing."""
+_EMERGENCY_TRADES = {
+    "gas smell": "plumbing",
+    "carbon monoxide alarm": "hvac",
+    "sewage backup": "plumbing",
+    "total loss of heat in cold weather": "hvac",
+    "total loss of power": "electrical",
+    "total loss of water": "plumbing",
+    "sparking or scorched electrical": "electrical",
+    "burning smell at electrical": "electrical",
+}
+
+
+# --- locations --------------------------------------------------------------------------
+
+_FLOOR = r"(?:upstairs|downstairs|main[- ]floor|second[- ]floor|first[- ]floor|basement)"
+_LOCATIONS: tuple[tuple[str, str], ...] = (
+    (r"(?:master|primary|main) (?:bath(?:room)?|shower|tub|toilet|vanity|en-?suite)",
+     "primary bathroom"),
+    (r"(?:master|primary) (?:bed(?:room)?|suite)", "primary bedroom"),
+    (r"(?:master|primary) (?:walk-?in )?closet", "primary closet"),
+    (r"(?:upstairs |downstairs )?hall(?:way)? bath(?:room)?", "hall bathroom"),
+    (r"(?:kids'?|children'?s|jack and jill) bath(?:room)?", "kids' bathroom"),
+    (r"guest bath(?:room)?", "guest bathroom"),
+    (rf"(?P<floor>{_FLOOR}) bath(?:room)?", "{floor} bathroom"),
+    (r"powder room|half[- ]bath", "powder room"),
+    (r"guest (?:bed)?room", "guest bedroom"),
+    (r"bedroom (?:#\s?)?(?P<n>\d)", "bedroom {n}"),
+    (rf"(?P<floor>{_FLOOR}|front|back) bedroom", "{floor} bedroom"),
+    (r"(?:kids'?|son'?s|daughter'?s|child'?s|baby'?s) (?:bed)?room|nursery", "child's bedroom"),
+    (r"bedroom over (?:the )?garage", "bedroom over garage"),
+    (r"bath(?:room)?s?|shower|bathtub|tub\b", "bathroom"),
+    (r"bed(?:room)?s?\b", "bedroom"),
+    (r"kitchen(?: island)?", "kitchen"),
+    (r"pantry", "pantry"),
+    (r"laundry(?: room)?|utility room", "laundry room"),
+    (r"mud ?room", "mudroom"),
+    (r"dining(?: room)?", "dining room"),
+    (r"living room|front room", "living room"),
+    (r"family room|great room|den\b", "family room"),
+    (r"office|study\b", "office"),
+    (r"loft|bonus room", "loft"),
+    (r"attic(?! (?:access|hatch|door|stairs|ladder|opening))", "attic"),
+    (r"crawl ?space", "crawl space"),
+    (r"basement", "basement"),
+    (r"upstairs hall(?:way)?|hall(?:way)? upstairs", "upstairs hallway"),
+    (r"hall(?:way)?", "hallway"),
+    (r"stair(?:well|way|case|s)", "stairwell"),
+    (r"front (?:door|entry|entryway|step|stoop)|entry(?:way)?|foyer", "front entry"),
+    (r"(?:front )?porch", "front porch"),
+    (r"(?:back |rear )?patio(?! (?:door|slider|screen))", "back patio"),
+    (r"deck\b", "deck"),
+    (r"driveway", "driveway"),
+    (r"(?:front )?(?:walkway|sidewalk|front walk)", "front walkway"),
+    (r"front (?:yard|lawn)", "front yard"),
+    (r"(?:back ?yard|rear yard|back lawn)", "back yard"),
+    (r"side yard", "side yard"),
+    (r"garage", "garage"),
+    (r"roof", "roof"),
+    (r"(?:back|rear) of (?:the |our )?(?:house|home)", "back of house"),
+    (r"(?:\w+ )?side of (?:the |our )?(?:house|home)", "side of house"),
+    (r"front (?:of (?:the |our )?(?:house|home)|elevation)", "front of house"),
+    (r"closet", "closet"),
+    (r"whole (?:house|home)|entire (?:house|home)|throughout the (?:house|home)|"
+     r"(?:in|inside) the (?:house|home)", "whole house"),
+    # Spanish
+    (r"ba[ñn]o (?:de arriba|del segundo piso)", "upstairs bathroom"),
+    (r"ba[ñn]o principal", "primary bathroom"),
+    (r"ba[ñn]o", "bathroom"),
+    (r"lavander[ií]a|cuarto de lavado", "laundry room"),
+    (r"rec[aá]mara principal|cuarto principal", "primary bedroom"),
+    (r"rec[aá]mara|habitaci[oó]n|dormitorio|cuarto", "bedroom"),
+    (r"cocina", "kitchen"),
+    (r"garaje|cochera", "garage"),
+    (r"sala\b", "living room"),
+    (r"comedor", "dining room"),
+    (r"s[oó]tano", "basement"),
+    (r"patio trasero|jard[ií]n trasero", "back yard"),
+    (r"pasillo", "hallway"),
+    (r"escaleras?", "stairwell"),
+    (r"entrada", "front entry"),
+    (r"toda la casa", "whole house"),
+    (r"upstairs", "upstairs"),
+    (r"exterior|outside", "exterior"),
+)
+_LOCATION_RES = tuple((re.compile(rf"\b(?:{p})", re.IGNORECASE), n) for p, n in _LOCATIONS)
+_GENERIC_LOCATIONS = frozenset({"upstairs", "exterior", "whole house"})
+_SAME_PLACE = _rx(r"\b(?:same|that) (?:bath(?:room)?|room|area|spot|wall|window|door)\b|"
+                  r"\bmismo\b")
+
+
+# Where a thing usually is, when the mail names the thing but not the room.
+_OBJECT_PLACES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_rx(r"\b(?:fridge|refrigerator|dishwasher|range|stove|oven|cooktop|microwave|"
+         r"backsplash|ice maker|garbage disposal|disposal|refrigerador|estufa|lavavajillas)\b"),
+     "kitchen"),
+    (_rx(r"\b(?:washer|dryer|washing machine|lavadora|secadora)\b"), "laundry room"),
+    (_rx(r"\b(?:shingles?|ridge|chimney flashing|tejas?)\b"), "roof"),
+    (_rx(r"\b(?:driveway)\b"), "driveway"),
+    (_rx(r"\b(?:island|isla)\b"), "kitchen"),
+)
+
+
+def find_location(text: str) -> str | None:
+    """The first place in or around the home that ``text`` names, in plain words."""
+    best: tuple[int, int, int, str] | None = None
+    for rank, (pattern, name) in enumerate(_LOCATION_RES):
+        match = pattern.search(text)
+        if not match:
+            continue
+        groups = {k: (v or "").lower().replace("-", " ") for k, v in match.groupdict().items()}
+        label = name.format(**groups) if groups else name
+        generic = 1 if label in _GENERIC_LOCATIONS else 0
+        key = (generic, match.start(), rank, label)
+        if best is None or key[:3] < best[:3]:
+            best = key
+    return best[3] if best else None
+
+
+# --- writing ----------------------------------------------------------------------------
+
+_PHONE = re.compile(r"(?:\+?1[\s.-]?)?\(?\b\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}\b")
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
+_CALL_ME = _rx(r"[^.!?]*\b(?:call|text|reach|contact|ll[aá]me\w*|marque\w*)\b[^.!?]*"
+               r"\b(?:me|us|my|at|al)\b[^.!?]*(?:[.!?]|$)")
+_LEAD_FILLER = _rx(
+    r"^(?:(?:also|and|plus|second(?:ly)?|separately|unrelated|in addition|additionally|"
+    r"lastly|finally|however|oh,? and|new problem(?: though)?|one more thing(?: to add)?|"
+    r"the other thing(?: is)?|another (?:thing|issue|problem)(?: is)?|tambi[eé]n|adem[aá]s)"
+    r"[\s,:;\-–—()]*(?:not urgent\)|less important,?|but when you'?re out:?)?[\s,:;\-–—]*)+"
+)
+_SUBJECT_FILLER = _rx(
+    r"^(?:(?:we(?:'ve| have)?|i(?:'ve| have)?) (?:noticed|found|see|seen|have|got|been noticing)"
+    r"(?: that)?|there(?:'s| is| are| was)|we have|i have|it looks like|looks like)\s+"
+)
+_PRONOUNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(?:I|we)'ve\b", re.IGNORECASE), "homeowner has"),
+    (re.compile(r"\b(?:I'm|we're)\b", re.IGNORECASE), "homeowner is"),
+    (re.compile(r"\b(?:I'd|we'd)\b", re.IGNORECASE), "homeowner would"),
+    (re.compile(r"\b(?:I'll|we'll)\b", re.IGNORECASE), "homeowner will"),
+    (re.compile(r"\bI\b"), "homeowner"),
+    (re.compile(r"\bwe\b", re.IGNORECASE), "homeowner"),
+    (re.compile(r"\b(?:our|my)\b", re.IGNORECASE), "the"),
+    (re.compile(r"\b(?:us|me)\b", re.IGNORECASE), "homeowner"),
+)
+_ACTIONS = {
+    "plumbing": "Inspect and repair",
+    "electrical": "Diagnose and repair",
+    "hvac": "Diagnose and repair",
+    "drywall": "Repair drywall",
+    "paint": "Touch up or repaint",
+    "roofing": "Inspect and repair roof",
+    "windows_doors": "Inspect and adjust or repair",
+    "garage_door": "Inspect and repair garage door",
+    "flooring_tile": "Inspect and repair",
+    "cabinets_countertops": "Inspect and adjust or repair",
+    "concrete": "Evaluate and repair concrete",
+    "grading_drainage": "Evaluate grading and drainage",
+    "siding_exterior": "Inspect and repair exterior",
+    "framing_structural": "Evaluate and repair",
+    "insulation": "Inspect and correct insulation",
+    "appliances": "Diagnose appliance",
+    "gutters": "Inspect and repair gutters",
+    "landscaping": "Inspect and repair landscaping",
+    "other": "Inspect and repair",
+}
+
+
+def _scrub(text: str, names: Sequence[str]) -> str:
+    """Remove what a vendor must not get: phone numbers, addresses, homeowner names."""
+    text = _EMAIL.sub("[email removed]", text)
+    text = _URL.sub("", text)
+    text = _PHONE.sub("[phone removed]", text)
+    text = _CALL_ME.sub(" ", text)
+    for name in names:
+        if len(name) >= 2 and name[:1].isupper():
+            text = re.sub(rf"\b{re.escape(name)}\b", "homeowner", text)
+    return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def _third_person(text: str) -> str:
+    for pattern, repl in _PRONOUNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _strip_item_lead(text: str) -> str:
+    text = _LEAD_FILLER.sub("", text.strip())
+    return _SUBJECT_FILLER.sub("", text)
+
+
+def make_title(segment: Segment) -> str:
+    """A short line for subjects and lists, from the issue's first problem sentence."""
+    first = next((s for s in segment.sentences if _DEFECT.search(s)), segment.text)
+    title = _strip_item_lead(first)
+    lead, sep, rest = title.partition(", but ")
+    if sep and re.search(r"\b(?:no|not|nothing|never)\b", lead, re.IGNORECASE):
+        title = rest
+    title = re.sub(r"^(?:the|a|an|our|my|el|la|los|las)\s+", "", title, flags=re.IGNORECASE)
+    title = re.split(r"\s[-–—]\s|;|\(|\.\s", title)[0].strip(" .,:;!")
+    if len(title) > 60:
+        clause = re.search(r",|\s(?:but|because|when|whenever|while|after|if|and|so|which|"
+                           r"since|pero|cuando|y)\s",
+                           title[15:70])
+        if clause:
+            title = title[: 15 + clause.start()].strip(" .,:;!")
+        else:
+            title = title[:60].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+    return (title[:1].upper() + title[1:]) or "Warranty item"
+
+
+def make_description(segment: Segment, trade: str, location: str | None, title: str,
+                     names: Sequence[str]) -> str:
+    """An imperative work line for the vendor, then the homeowner's report in third person."""
+    report = _third_person(_scrub(_strip_item_lead(segment.text), names))
+    subject = title
+    subject = subject[:1].lower() + subject[1:]
+    where = f" ({location})" if location and location.lower() not in subject.lower() else ""
+    action = _ACTIONS.get(trade, "Inspect and repair")
+    subject = _third_person(_scrub(subject, names))
+    return f"{action}: {subject}{where}. Homeowner reports: {report}"
+
+
+# --- photos -----------------------------------------------------------------------------
+
+_PHOTO_NUMBER = _rx(r"\b(?:photos?|pics?|pictures?|images?|fotos?|imagen)\s*#?\s*(\d)\b")
+_FILENAME_NOISE = _rx(r"^(?:img|dsc|dscn|pxl|image|photo|pic|screenshot|scan|whatsapp|"
+                      r"jpe?g|png|heic|gif|\d+|[a-z])$")
+_BOTH = _rx(r"\b(?:both|all|each|ambos|ambas|todos)\b")
+
+
+def assign_photos(photos: Sequence[str], issues: Sequence[Segment],
+                  others: Sequence[Segment]) -> list[int]:
+    """Index of the issue each photo shows, in photo order."""
+    if not issues:
+        return []
+    if len(issues) == 1:
+        return [0] * len(photos)
+    result: list[int | None] = [None] * len(photos)
+    # 1. "photo 2" written next to an issue.
+    for i, seg in enumerate(issues):
+        for match in _PHOTO_NUMBER.finditer(seg.text):
+            n = int(match.group(1)) - 1
+            if 0 <= n < len(photos) and result[n] is None:
+                result[n] = i
+    # 2. Words of the file name ("stucco-crack.jpg") found in one issue.
+    for p, name in enumerate(photos):
+        if result[p] is not None:
+            continue
+        words = [w for w in re.split(r"[^a-z]+", Path(name).stem.lower())
+                 if w and not _FILENAME_NOISE.match(w) and len(w) > 2]
+        hits = [i for i, seg in enumerate(issues)
+                if words and any(re.search(rf"\b{w}", seg.text, re.IGNORECASE) for w in words)]
+        if len(hits) >= 1:
+            result[p] = hits[0]
+    # 3. Issues that mention a photo ("Photo attached."), in order.
+    pending = [p for p in range(len(photos)) if result[p] is None]
+    mentioning = [i for i, seg in enumerate(issues) if _PHOTO_WORDS.search(seg.text)]
+    if any(_BOTH.search(s) and _PHOTO_WORDS.search(s) for seg in issues for s in seg.sentences):
+        mentioning = list(range(len(issues)))  # "Photos of both attached."
+    # 4. A photo line outside the issues: "Pics of the walkway and the wall".
+    for seg in others:
+        if not _PHOTO_WORDS.search(seg.text):
+            continue
+        if _BOTH.search(seg.text):
+            mentioning = list(range(len(issues)))
+            break
+        named = [i for i, issue in enumerate(issues) if _shares_object(seg.text, issue.text)]
+        for i in named:
+            if i not in mentioning:
+                mentioning.append(i)
+        mentioning.sort()
+    used = {i for i in result if i is not None}
+    targets = [i for i in mentioning if i not in used] or mentioning
+    for k, p in enumerate(pending):
+        if targets:
+            result[p] = targets[min(k, len(targets) - 1)]
+        else:
+            result[p] = 0
+    return [r if r is not None else 0 for r in result]
+
+
+_STOP = frozenset({
+    "the", "a", "an", "of", "and", "or", "to", "in", "on", "at", "for", "with", "is", "are",
+    "was", "were", "it", "its", "this", "that", "there", "pics", "pictures", "photos", "photo",
+    "pic", "attached", "our", "my", "we", "i", "you", "from", "by"
+})
+
+
+def _shares_object(reference: str, issue: str) -> bool:
+    ref = {w for w in re.findall(r"[a-z]+", reference.lower()) if w not in _STOP and len(w) > 2}
+    words = set(re.findall(r"[a-z]+", issue.lower()))
+    return bool(ref & words)
+
+
+# --- language ---------------------------------------------------------------------------
+
+_SPANISH_WORDS = frozenset({
+    "el", "la", "los", "las", "de", "del", "que", "y", "en", "por", "para", "una", "un", "es",
+    "está", "tenemos", "hay", "no", "se", "muy", "nuestra", "nuestro", "gracias", "también",
+    "cuando", "pero", "como", "agua", "puerta", "baño"
+})
+_ENGLISH_WORDS = frozenset({
+    "the", "and", "is", "of", "to", "in", "our", "it", "we", "this", "that", "with", "on",
+    "for", "have", "has", "not", "but", "when"
+})
+
+
+def detect_language(text: str) -> str | None:
+    """"es" or "en" from common function words; None for text too short to tell."""
+    words = re.findall(r"[a-záéíóúñü]+", text.lower())
+    es = sum(w in _SPANISH_WORDS for w in words)
+    en = sum(w in _ENGLISH_WORDS for w in words)
+    if es + en < 3:
+        return None
+    return "es" if es > en else "en"
+
+
+# --- vendors ----------------------------------------------------------------------------
+
+
+def suggest_vendor(trade: str, community: str | None, text: str, vendors: Sequence[VendorInfo],
+                   examples: Sequence[FeedbackExample]) -> str | None:
+    """The vendor email staff would most likely pick for this trade and community.
+
+    Past decisions count first (a vendor staff kept choosing for this trade, more so on
+    similar text and in the same community); then a vendor whose trades and communities
+    match; vendors with no community list serve every community.
+    """
+    known = {v.email.lower(): v for v in vendors}
+    by_name = {v.name.lower(): v for v in vendors}
+    scores: Counter[str] = Counter()
+    words = set(re.findall(r"[a-z]{3,}", text.lower()))
+    for ex in examples:
+        if not ex.vendor or ex.decision not in {"accept", "edit"}:
+            continue
+        if (ex.final_trade or ex.draft_trade) != trade:
+            continue
+        vendor = known.get(ex.vendor.lower()) or by_name.get(ex.vendor.lower())
+        email = vendor.email if vendor else (ex.vendor if "@" in ex.vendor else None)
+        if email is None:
+            continue
+        weight = 1.0
+        if community and ex.community and ex.community.lower() == community.lower():
+            weight += 1.0
+        ex_words = set(re.findall(r"[a-z]{3,}", ex.source_text.lower()))
+        if words and ex_words:
+            weight += len(words & ex_words) / math.sqrt(len(words) * len(ex_words))
+        scores[email] += weight
+    if scores:
+        return scores.most_common(1)[0][0]
+    matching = [v for v in vendors if trade in v.trades]
+    if community:
+        local = [v for v in matching
+                 if any(c.lower() == community.lower() for c in v.communities)]
+        anywhere = [v for v in matching if not v.communities]
+        matching = local or anywhere
+    return matching[0].email if matching else None
+
+
+# --- the drafter ------------------------------------------------------------------------
+
+
+class OfflineDrafter:
+    """Drafts work orders with local rules and a small local model; no network."""
+
+    engine = "offline"
+
+    def __init__(self, examples: Sequence[FeedbackExample] = ()) -> None:
+        self.examples: tuple[FeedbackExample, ...] = tuple(examples)
+
+    async def draft(self, request: DraftRequest) -> DraftResult:
+        return await asyncio.to_thread(self.draft_sync, request)
+
+    def draft_sync(self, request: DraftRequest) -> DraftResult:
+        examples = (*self.examples, *request.examples)
+        classifier = _classifier(_feedback_pairs(examples))
+        text = clean_text(request.text)
+        if not text and re.search(r"<\w+[^>]*>", request.text):
+            text = clean_text(re.sub(r"<[^>]+>", "\n", request.text))
+        issues, others = segment_issues(text)
+        context = "\n".join(seg.text for seg in others)
+        whole_reasons = emergency_reasons(text)
+        source_note: list[str] = []
+        if not issues and whole_reasons:
+            # An emergency must never vanish because the mail did not look like a request.
+            issues = [Segment(text, "fallback", sentences=_sentences(text))]
+            source_note.append("emergency found outside any recognised issue")
+        names = [n for n in re.split(r"[\s,&]+", request.homeowner_name) if n]
+        photos = [p.filename for p in request.photos if _is_image(p)]
+        photo_index = assign_photos(photos, issues, others)
+        drafts: list[DraftIssue] = []
+        previous_location: str | None = None
+        for seg in issues:
+            trade, confidence = self._trade(classifier, seg.text)
+            priority, reason = classify_priority(seg.text, context)
+            if reason == "roof leak while raining" and trade not in _RAIN_TRADES:
+                trade = "roofing"
+            if priority == "emergency" and reason in _EMERGENCY_TRADES:
+                trade = _EMERGENCY_TRADES[reason]
+            elif priority == "emergency" and trade not in {"roofing", "hvac", "appliances"}:
+                trade = "plumbing"  # an active water leak
+            if trade not in request.trades:
+                trade = "other" if "other" in request.trades else request.trades[0]
+            location = find_location(_strip_item_lead(seg.text))
+            if (previous_location and _SAME_PLACE.search(seg.text)
+                    and (location is None or location in previous_location)):
+                location = previous_location  # "in the same bathroom"
+            if location is None or location in _GENERIC_LOCATIONS:
+                inherited = find_location(seg.heading) if seg.heading else None
+                if inherited is None and _SAME_PLACE.search(seg.text):
+                    inherited = previous_location
+                location = inherited or location
+            if location is None:
+                location = next((place for pattern, place in _OBJECT_PLACES
+                                 if pattern.search(seg.text)), None)
+            previous_location = location
+            title = make_title(seg)
+            factor = {"list": 1.0, "paragraph": 0.9, "sentence": 0.85}.get(seg.source, 0.6)
+            drafts.append(DraftIssue(
+                trade=trade,
+                priority=priority,
+                location=location,
+                title=title,
+                description=make_description(seg, trade, location, title, names),
+                confidence=round(max(0.05, min(0.99, confidence * factor)), 2),
+                suggested_vendor=suggest_vendor(trade, request.community, seg.text,
+                                                request.vendors, examples),
+                emergency_reason=reason,
+            ))
+        if whole_reasons and not any(d.priority == "emergency" for d in drafts):
+            self._place_missed_emergency(drafts, issues, whole_reasons[0], request)
+        for photo, index in zip(photos, photo_index, strict=True):
+            drafts[index].photos.append(photo)
+        order = sorted(range(len(drafts)), key=lambda i: drafts[i].priority != "emergency")
+        drafts = [drafts[i] for i in order]
+        notes = [*source_note]
+        if not drafts:
+            notes.append("no issue found: the mail reads as thanks, a question or an update")
+        return DraftResult(issues=drafts, engine=self.engine, language=detect_language(text),
+                           notes=notes)
+
+    @staticmethod
+    def _trade(classifier: TradeClassifier, text: str) -> tuple[str, float]:
+        # Staff decisions on similar text come first: they are this company's conventions.
+        nearest = classifier.nearest_feedback(text)
+        if nearest is not None:
+            return nearest[0], max(0.6, nearest[1])
+        for pattern, trade in _CONVENTIONS:
+            if pattern.search(text):
+                return trade, 0.9
+        first = next((s for s in _sentences(text) if _DEFECT.search(s)), text)
+        probs = classifier.probabilities(f"{first} {text}")
+        trade = max(probs, key=lambda t: probs[t])
+        return trade, probs[trade]
+
+    @staticmethod
+    def _place_missed_emergency(drafts: list[DraftIssue], issues: list[Segment], reason: str,
+                                request: DraftRequest) -> None:
+        """Mark the issue an emergency found in the whole mail belongs to."""
+        want = _EMERGENCY_TRADES.get(reason, "plumbing")
+        target = next((i for i, d in enumerate(drafts) if d.trade == want), 0)
+        if drafts:
+            drafts[target].priority = "emergency"
+            drafts[target].emergency_reason = reason
+
+
+def _is_image(photo: Photo) -> bool:
+    return photo.content_type.lower().startswith("image/") or bool(
+        re.search(r"\.(?:jpe?g|png|gif|heic|webp)$", photo.filename, re.IGNORECASE)
+    )

@@ -1,0 +1,705 @@
+"""The transactional outbox: every mail warrantyd sends is first a row, then an SMTP delivery.
+
+:func:`queue_mail` composes the complete message and adds it to the *caller's* session, so the
+mail is committed together with the state change that causes it, or not at all.  A crash
+between that commit and the delivery only delays the mail: :class:`OutboxSender` finds the
+row on its next pass.  Because the stored bytes (and their Message-ID) are what gets sent, a
+retry sends the very same message, and a reply to it threads however late it was sent.
+
+:class:`OutboxSender` claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+daemons share one queue), sends them over one SMTP connection per pass, and records the
+outcome on the row and in the history: sent, retried later with exponential backoff, failed
+for good (the server's words are kept), or deferred by the per-recipient rate cap.
+
+SMTP cannot promise exactly-once delivery: a connection lost after the server accepted the
+data but before it said so looks like a failure.  The window is kept as small as it can be
+(each row is marked sent the moment the server answers), and the stable Message-ID lets the
+receiving side recognise the rare duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.policy
+import email.utils
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import errors
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from typing import Any
+
+import aiosmtplib
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from warrantyd.daemon.config import SmtpConfig
+from warrantyd.storage.db import Database
+from warrantyd.storage.models import HistoryEvent, OutboundMessage, utcnow
+
+log = logging.getLogger("warrantyd.outbox")
+
+KIND_HEADER = "X-Warrantyd-Kind"
+"""Names the kind of every mail we send, so our own mail is recognised if it loops back."""
+
+#: Headers :func:`queue_mail` owns; ``extra_headers`` may not replace them, because the row
+#: (message_id, to_addr) must describe exactly the bytes that are sent.
+PROTECTED_HEADERS = frozenset({"message-id", "from", "to", "date", "mime-version",
+                               "content-type", "content-transfer-encoding",
+                               KIND_HEADER.lower()})
+
+_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+"""CRLF line ends and 7-bit bodies (quoted-printable/base64 as needed): any relay accepts it."""
+_POLICY_UTF8 = email.policy.SMTPUTF8
+"""Only for a non-ASCII address, which cannot be written any other way."""
+
+_MACHINE_LOCAL_PART = re.compile(
+    r"^(?:(?:mailer-daemon|postmaster)(?:\+.*)?"
+    r"|(?:bounces?|no[-_.]?reply|do[-_.]?not[-_.]?reply)(?:[-_.+].*)?)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """One file to attach; with ``inline_cid`` it is an image the HTML shows as ``cid:...``."""
+
+    filename: str
+    content_type: str
+    content: bytes
+    inline_cid: str | None = None
+
+
+# --- composing and queueing ----------------------------------------------------------------
+
+def bare_message_id(value: str) -> str:
+    """A Message-ID without angle brackets or surrounding space (the form stored on rows)."""
+    return value.strip().strip("<>").strip()
+
+
+def suppression_reason(address: str, our_address: str) -> str | None:
+    """Why mail to ``address`` must never be sent, or None when it may be.
+
+    Our own address (and its plus-variants) would make a mail loop; mailer-daemon,
+    postmaster and no-reply addresses are machines that either cannot read mail or answer
+    it with more automated mail.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or "." not in domain or re.search(r"[\s<>,;]", address):
+        return f"{address!r} is not a usable email address"
+    our_local, _, our_domain = our_address.lower().rpartition("@")
+    base_local = local.lower().split("+", 1)[0]
+    if domain.lower() == our_domain and base_local == our_local.split("+", 1)[0]:
+        return f"{address} is our own address; sending to it would make a mail loop"
+    if _MACHINE_LOCAL_PART.match(local):
+        return f"{address} is an automated address (mailer-daemon, postmaster or no-reply)"
+    return None
+
+
+def _header_text(value: str) -> str:
+    """One header line's worth of text: folding is the policy's job, line breaks are not ours."""
+    return " ".join(value.split())
+
+
+def _message_id_atom(kind: str) -> str:
+    atom = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", "-", kind).strip("-")
+    return atom or "mail"
+
+
+def new_message_id(kind: str, our_address: str) -> str:
+    """A fresh, globally unique Message-ID (without brackets) in our own domain."""
+    domain = our_address.rpartition("@")[2] or socket.getfqdn()
+    return f"{_message_id_atom(kind)}.{secrets.token_hex(12)}@{domain}"
+
+
+def build_message(*, message_id: str, our_address: str, from_name: str, kind: str, to: str,
+                  subject: str, text: str, html: str | None = None,
+                  reply_to: str | None = None, in_reply_to: str | None = None,
+                  references: Sequence[str] = (),
+                  attachments: Sequence[OutgoingAttachment] = (),
+                  auto_submitted: bool | str = True,
+                  extra_headers: Mapping[str, str] | None = None,
+                  date: datetime | None = None) -> EmailMessage:
+    """The complete MIME message; see :func:`queue_mail` for what each argument means.
+
+    Structure, from the outside in: ``multipart/mixed`` (only with attachments) →
+    ``multipart/alternative`` (only with HTML) → text part and ``multipart/related`` (only
+    with inline images) → HTML and the images it shows by Content-ID.  An attachment with
+    ``inline_cid`` in a mail without HTML has nothing to show it, so it is attached normally.
+    """
+    addresses = [our_address, email.utils.parseaddr(to)[1],
+                 email.utils.parseaddr(reply_to or "")[1]]
+    non_ascii = not all(a.isascii() for a in addresses)
+    msg = EmailMessage(policy=_POLICY_UTF8 if non_ascii else _POLICY)
+    msg["Message-ID"] = f"<{bare_message_id(message_id)}>"
+    msg["Date"] = email.utils.format_datetime(date or utcnow())
+    msg["From"] = Address(display_name=_header_text(from_name), addr_spec=our_address)
+    to_name, to_addr = email.utils.parseaddr(to)
+    try:
+        msg["To"] = Address(display_name=_header_text(to_name), addr_spec=to_addr)
+    except (ValueError, IndexError, errors.HeaderParseError):
+        msg["To"] = _header_text(to)  # unusable; such a row is suppressed, never sent
+    if reply_to:
+        msg["Reply-To"] = _header_text(reply_to)
+    msg["Subject"] = _header_text(subject)
+    refs = [bare_message_id(r) for r in references if bare_message_id(r)]
+    if in_reply_to and bare_message_id(in_reply_to):
+        parent = bare_message_id(in_reply_to)
+        msg["In-Reply-To"] = f"<{parent}>"
+        if parent not in refs:
+            refs.append(parent)
+    if refs:
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    if auto_submitted:
+        msg["Auto-Submitted"] = "auto-generated" if auto_submitted is True else auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[KIND_HEADER] = kind
+    for name, value in (extra_headers or {}).items():
+        if name.lower() in PROTECTED_HEADERS:
+            raise ValueError(f"extra_headers may not set {name}: queue_mail writes it itself")
+        del msg[name]
+        msg[name] = _header_text(value)
+
+    inline = [a for a in attachments if a.inline_cid and html is not None]
+    files = [a for a in attachments if a not in inline]
+    msg.set_content(text)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+        html_part = msg.get_payload()[1]
+        for image in inline:
+            maintype, _, subtype = image.content_type.partition("/")
+            html_part.add_related(image.content, maintype=maintype,
+                                  subtype=subtype or "octet-stream",
+                                  cid=f"<{bare_message_id(image.inline_cid or '')}>",
+                                  filename=image.filename, disposition="inline")
+    for item in files:
+        maintype, _, subtype = item.content_type.partition("/")
+        msg.add_attachment(item.content, maintype=maintype, subtype=subtype or "octet-stream",
+                           filename=item.filename)
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # belongs on the top level only
+    return msg
+
+
+def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str, to: str,
+               subject: str, text: str, html: str | None = None, dedupe_key: str,
+               reply_to: str | None = None, in_reply_to: str | None = None,
+               references: Sequence[str] = (),
+               attachments: Sequence[OutgoingAttachment] = (),
+               service_request_id: int | None = None, work_order_id: int | None = None,
+               auto_submitted: bool | str = True,
+               extra_headers: Mapping[str, str] | None = None,
+               now: datetime | None = None) -> OutboundMessage:
+    """Add one outgoing mail to ``session`` (the caller's transaction) and return its row.
+
+    ``dedupe_key`` names what the mail is about ("ack:SR-3"): when a row with that key
+    exists, it is returned unchanged and nothing is added, so processing the same event twice
+    never sends two mails.  ``to`` is an address, optionally with a display name.
+    ``in_reply_to``/``references`` take Message-IDs with or without angle brackets.
+    ``auto_submitted`` is True for ``auto-generated``, or the RFC 3834 keyword to use
+    (``"auto-replied"``), or False to leave the header out.
+
+    Mail to our own address or to a machine (mailer-daemon, postmaster, no-reply) is stored
+    with status ``suppressed``, the reason in ``last_error`` and an ``email_suppressed``
+    history event: visible, never sent.  The Message-ID on the row is stored without angle
+    brackets (as :class:`~warrantyd.parsers.message.ParsedMessage` gives them).
+    """
+    existing = _by_dedupe_key(session, dedupe_key)
+    if existing is not None:
+        return existing
+    now = now or utcnow()
+    to_addr = (email.utils.parseaddr(to)[1] or to).strip().lower()
+    message_id = new_message_id(kind, our_address)
+    msg = build_message(
+        message_id=message_id, our_address=our_address, from_name=from_name, kind=kind,
+        to=to,
+        subject=subject, text=text, html=html, reply_to=reply_to, in_reply_to=in_reply_to,
+        references=references, attachments=attachments, auto_submitted=auto_submitted,
+        extra_headers=extra_headers, date=now)
+    reason = suppression_reason(to_addr, our_address)
+    row = OutboundMessage(
+        dedupe_key=dedupe_key, message_id=message_id, kind=kind, to_addr=to_addr,
+        subject=_header_text(subject), raw=msg.as_bytes(),
+        status="suppressed" if reason else "queued", attempts=0, next_attempt_at=None,
+        last_error=reason, created_at=now, service_request_id=service_request_id,
+        work_order_id=work_order_id)
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        # Another transaction queued the same mail between our SELECT and INSERT.
+        found = _by_dedupe_key(session, dedupe_key)
+        if found is None:
+            raise
+        return found
+    if reason:
+        log.warning("not sending %s mail to %s: %s", kind, to_addr, reason)
+        session.add(HistoryEvent(
+            at=now, service_request_id=service_request_id, work_order_id=work_order_id,
+            event="email_suppressed", actor="system", outbound_message_id=row.id,
+            detail=f"{kind} mail to {to_addr} not sent: {reason}"))
+    return row
+
+
+def _by_dedupe_key(session: Session, dedupe_key: str) -> OutboundMessage | None:
+    return session.scalars(
+        select(OutboundMessage).where(OutboundMessage.dedupe_key == dedupe_key)
+    ).first()
+
+
+# --- sending -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Claimed:
+    """What a pass needs of one claimed row, detached from any session."""
+
+    id: int
+    message_id: str
+    kind: str
+    to_addr: str
+    raw: bytes
+    attempts: int
+    envelope_from: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    sent: bool = False
+    permanent: bool = False
+    connection_down: bool = False
+    error: str = ""
+
+
+class _ConnectionDown(Exception):
+    """The SMTP server could not be reached or would not let us in; no row is to blame."""
+
+
+def envelope_sender(raw: bytes) -> str:
+    """The address in the From header of ``raw``: our address, where bounces must return."""
+    headers = BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
+    return email.utils.parseaddr(str(headers.get("From", "")))[1]
+
+
+class OutboxSender:
+    """Sends queued rows over SMTP; one instance per daemon, several daemons per database.
+
+    ``clock`` returns the current UTC time (tests pass a fake one); ``envelope_from``
+    overrides the SMTP envelope sender, which otherwise is the From address of each mail.
+    """
+
+    def __init__(self, db: Database, smtp: SmtpConfig, *, worker_id: str | None = None,
+                 tls_context: ssl.SSLContext | None = None, backoff_base: float = 30.0,
+                 backoff_max: float = 3600.0, max_attempts: int = 10,
+                 lease_seconds: float = 120.0, idle_seconds: float = 5.0,
+                 batch_size: int = 50, envelope_from: str | None = None,
+                 clock: Callable[[], datetime] = utcnow,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.smtp = smtp
+        self.worker_id = (worker_id
+                          or f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}")
+        self.tls_context = tls_context
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self.batch_size = batch_size
+        self.envelope_from = envelope_from
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._running = False
+        self._pending: int | None = None
+        self._sent_total = 0
+        self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
+        self._last_pass_at: datetime | None = None
+        if lease_seconds < 4 * smtp.timeout_seconds:
+            log.warning("outbox lease_seconds (%s) is short for an SMTP timeout of %ss: a slow "
+                        "send could outlive its lease and be sent twice by another worker",
+                        lease_seconds, smtp.timeout_seconds)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New rows were committed: send now rather than at the next tick (thread-safe)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(self._wake.set)
+                return
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the current pass, then make :meth:`run` return."""
+        self._stopping = True
+        self.wake()
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """For health checks: queue length after the last pass and the last SMTP problem."""
+        return {
+            "worker_id": self.worker_id,
+            "running": self._running,
+            "pending": self._pending,
+            "sent": self._sent_total,
+            "last_pass_at": self._last_pass_at.isoformat() if self._last_pass_at else None,
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+        }
+
+    async def run(self) -> None:
+        """Send what is due until :meth:`stop`; SMTP and database trouble is logged, not raised."""
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._stopping = False
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    await self.send_due()
+                except Exception as exc:  # keep the daemon alive; the rows stay queued
+                    log.exception("outbox pass failed; will try again in %ss", self.idle_seconds)
+                    self._note_error(f"outbox pass failed: {exc}")
+                if self._stopping:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_seconds)
+        finally:
+            self._running = False
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    async def send_due(self) -> int:
+        """Claim what is due, send it over one connection, record each outcome; return #sent."""
+        batch = await asyncio.to_thread(self._claim)
+        sent = 0
+        smtp: aiosmtplib.SMTP | None = None
+        try:
+            for index, item in enumerate(batch):
+                if self._stopping:
+                    await asyncio.to_thread(self._release, batch[index:])
+                    break
+                if not await asyncio.to_thread(self._ready_to_send, item):
+                    continue
+                outcome, smtp = await self._deliver(item, smtp)
+                if outcome.connection_down:
+                    # The server is unreachable or refuses us: every remaining row waits.
+                    for rest in batch[index:]:
+                        await asyncio.to_thread(self._record_failure, rest, outcome)
+                    break
+                if outcome.sent:
+                    await asyncio.to_thread(self._record_sent, item)
+                    sent += 1
+                else:
+                    await asyncio.to_thread(self._record_failure, item, outcome)
+        finally:
+            if smtp is not None:
+                await _close(smtp)
+            self._sent_total += sent
+            self._last_pass_at = self.clock()
+        self._pending = await asyncio.to_thread(self._count_pending)
+        return sent
+
+    async def _deliver(self, item: _Claimed,
+                       smtp: aiosmtplib.SMTP | None) -> tuple[_Outcome, aiosmtplib.SMTP | None]:
+        """Send one row, reusing ``smtp`` when it is still open; return the outcome and the
+        connection to reuse for the next row (None when it is gone).
+
+        A reused connection that turns out to be gone (idle timeout, "421 closing") is
+        replaced once; a fresh one that fails makes this row wait for the next attempt.
+        """
+        for _ in range(2):
+            fresh = smtp is None or not smtp.is_connected
+            if fresh:
+                try:
+                    smtp = await self._connect()
+                except _ConnectionDown as exc:
+                    return _Outcome(connection_down=True, error=str(exc)), None
+            assert smtp is not None
+            options = [] if (item.envelope_from + item.to_addr).isascii() else ["SMTPUTF8"]
+            try:
+                await smtp.sendmail(item.envelope_from, [item.to_addr], item.raw,
+                                    mail_options=options)
+                return _Outcome(sent=True), smtp
+            except Exception as exc:
+                outcome = _smtp_outcome(exc)
+                if outcome is None:
+                    raise
+            if smtp.is_connected:
+                return outcome, smtp
+            await _close(smtp)
+            smtp = None
+            if fresh:
+                return outcome, None
+            log.info("SMTP connection went away (%s); reconnecting", outcome.error)
+        return outcome, None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self.smtp
+        if not cfg.host:
+            raise _ConnectionDown("no SMTP host configured; set [smtp] host in the config file")
+        password = cfg.password()
+        if cfg.user and not password:
+            raise _ConnectionDown(f"[smtp] user is set but the password environment variable "
+                                  f"{cfg.password_env or '(password_env)'} is empty")
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout_seconds,
+            use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
+            tls_context=self.tls_context,
+            username=cfg.user or None, password=password if cfg.user else None)
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            await _close(client)
+            raise _ConnectionDown(f"SMTP login as {cfg.user} refused: {exc.code} {exc.message}; "
+                                  f"check [smtp] user and ${cfg.password_env}") from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            await _close(client)
+            raise _ConnectionDown(f"cannot reach SMTP server {cfg.host}:{cfg.port} "
+                                  f"({cfg.security}): {_describe(exc)}") from exc
+        return client
+
+    # -- database steps (run in a worker thread so the event loop never waits on a lock) ---
+
+    def _claim(self) -> list[_Claimed]:
+        """Lease up to ``batch_size`` due rows to this worker and commit, so other workers
+        skip them; a lease that runs out (the worker died) makes the row due again."""
+        now = self.clock()
+        until = now + timedelta(seconds=self.lease_seconds)
+        due = (
+            select(OutboundMessage.id)
+            .where(OutboundMessage.status == "queued")
+            .where(OutboundMessage.next_attempt_at.is_(None)
+                   | (OutboundMessage.next_attempt_at <= now))
+            .where(OutboundMessage.claimed_until.is_(None)
+                   | (OutboundMessage.claimed_until < now))
+            .order_by(OutboundMessage.id)
+            .limit(self.batch_size)
+        )
+        with self.db.session() as session:
+            if self.db.is_postgresql:
+                ids = list(session.scalars(due.with_for_update(skip_locked=True)))
+                if not ids:
+                    return []
+                session.execute(
+                    update(OutboundMessage).where(OutboundMessage.id.in_(ids))
+                    .values(claimed_by=self.worker_id, claimed_until=until))
+            else:
+                # SQLite has one writer at a time: a single UPDATE both picks and claims, so
+                # two senders cannot claim the same row between a SELECT and an UPDATE.
+                session.execute(
+                    update(OutboundMessage).where(OutboundMessage.id.in_(due.scalar_subquery()))
+                    .values(claimed_by=self.worker_id, claimed_until=until)
+                    .execution_options(synchronize_session=False))
+            rows = session.scalars(
+                select(OutboundMessage)
+                .where(OutboundMessage.claimed_by == self.worker_id,
+                       OutboundMessage.claimed_until == until,
+                       OutboundMessage.status == "queued")
+                .order_by(OutboundMessage.id)
+            ).all()
+            return [
+                _Claimed(id=r.id, message_id=r.message_id, kind=r.kind, to_addr=r.to_addr,
+                         raw=r.raw, attempts=r.attempts,
+                         envelope_from=self.envelope_from or envelope_sender(r.raw))
+                for r in rows
+            ]
+
+    def _ready_to_send(self, item: _Claimed) -> bool:
+        """Renew our lease on ``item`` and apply the rate cap; False when it is not to be sent
+        now (another worker took it over, it was sent meanwhile, or it is deferred).
+
+        Renewing right before each send means a row is only ever sent under a live lease,
+        however long the earlier rows of a slow pass took.
+        """
+        now = self.clock()
+        with self.db.session() as session:
+            renewed = session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id == item.id, OutboundMessage.status == "queued",
+                       OutboundMessage.claimed_by == self.worker_id)
+                .values(claimed_until=now + timedelta(seconds=self.lease_seconds))
+                .execution_options(synchronize_session=False))
+            if renewed.rowcount != 1:
+                log.warning("outbound mail %s is no longer ours to send (lease lost or already "
+                            "handled); skipping it", item.id)
+                return False
+            deferral = self._rate_deferral(session, item, now)
+            if deferral is None:
+                return True
+            after, why = deferral
+            log.warning("deferring %s mail <%s>: %s", item.kind, item.message_id, why)
+            session.execute(
+                update(OutboundMessage).where(OutboundMessage.id == item.id)
+                .values(next_attempt_at=after, last_error=why, claimed_by=None,
+                        claimed_until=None)
+                .execution_options(synchronize_session=False))
+            return False
+
+    def _rate_deferral(self, session: Session, item: _Claimed,
+                       now: datetime) -> tuple[datetime, str] | None:
+        """When ``item`` would exceed the per-recipient hourly cap: (send after, why)."""
+        cap = self.smtp.rate_per_recipient_per_hour
+        if cap <= 0:
+            return None
+        count, oldest = session.execute(
+            select(func.count(), func.min(OutboundMessage.sent_at))
+            .where(OutboundMessage.to_addr == item.to_addr,
+                   OutboundMessage.status == "sent",
+                   OutboundMessage.sent_at > now - timedelta(hours=1))
+        ).one()
+        if count < cap:
+            return None
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        after = max(now, (oldest or now) + timedelta(hours=1)) + timedelta(seconds=1)
+        return after, (f"rate cap: {count} mails sent to {item.to_addr} in the last hour "
+                       f"(limit {cap}); deferred until {after.isoformat(timespec='seconds')}")
+
+    def _release(self, items: Sequence[_Claimed]) -> None:
+        """Give back claimed rows we will not get to (stopping), for any worker to take."""
+        with self.db.session() as session:
+            session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id.in_([i.id for i in items]),
+                       OutboundMessage.claimed_by == self.worker_id)
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False))
+
+    def _record_sent(self, item: _Claimed) -> None:
+        now = self.clock()
+        with self.db.session() as session:
+            row = session.get(OutboundMessage, item.id, with_for_update=True)
+            if row is None or row.status == "sent":
+                return
+            if row.claimed_by != self.worker_id:
+                log.warning("lease on outbound mail %s expired while sending it; another worker "
+                            "may send it again (raise lease_seconds above the SMTP timeout)",
+                            item.id)
+            row.status = "sent"
+            row.sent_at = now
+            row.attempts = row.attempts + 1
+            row.last_error = None
+            row.claimed_by = None
+            row.claimed_until = None
+            session.add(HistoryEvent(
+                at=now, service_request_id=row.service_request_id,
+                work_order_id=row.work_order_id, event="email_sent", actor="system",
+                outbound_message_id=row.id,
+                detail=f"{row.kind} mail to {row.to_addr}, Message-ID <{row.message_id}>"))
+        log.info("sent %s mail <%s> to %s", item.kind, item.message_id, item.to_addr)
+
+    def _record_failure(self, item: _Claimed, outcome: _Outcome) -> None:
+        now = self.clock()
+        self._note_error(outcome.error)
+        with self.db.session() as session:
+            row = session.get(OutboundMessage, item.id, with_for_update=True)
+            if row is None or row.status != "queued" or row.claimed_by != self.worker_id:
+                return
+            row.attempts = row.attempts + 1
+            row.last_error = outcome.error
+            row.claimed_by = None
+            row.claimed_until = None
+            # An unreachable server is not this mail's fault: it waits (backoff capped at
+            # backoff_max) however long the outage lasts, and is never failed for it.
+            gave_up = row.attempts >= self.max_attempts and not outcome.connection_down
+            if outcome.permanent or gave_up:
+                row.status = "failed"
+                row.next_attempt_at = None
+                why = ("refused for good" if outcome.permanent
+                       else f"gave up after {row.attempts} attempts")
+                session.add(HistoryEvent(
+                    at=now, service_request_id=row.service_request_id,
+                    work_order_id=row.work_order_id, event="email_failed", actor="system",
+                    outbound_message_id=row.id,
+                    detail=(f"{row.kind} mail to {row.to_addr} ({why}), Message-ID "
+                            f"<{row.message_id}>: {outcome.error}")))
+                log.error("%s mail <%s> to %s failed (%s): %s", row.kind, row.message_id,
+                          row.to_addr, why, outcome.error)
+            else:
+                row.next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
+                log.warning("%s mail <%s> to %s not sent (attempt %d of %d), retry after %s: %s",
+                            row.kind, row.message_id, row.to_addr, row.attempts,
+                            self.max_attempts, row.next_attempt_at.isoformat(timespec="seconds"),
+                            outcome.error)
+
+    def _count_pending(self) -> int:
+        with self.db.session() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(OutboundMessage)
+                .where(OutboundMessage.status == "queued")) or 0)
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure: doubling, capped, jittered so
+        that many rows that failed together do not all retry in the same second."""
+        delay = min(self.backoff_max, self.backoff_base * 2 ** max(0, attempts - 1))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    def _note_error(self, error: str) -> None:
+        self._last_error = error
+        self._last_error_at = self.clock()
+
+
+def _smtp_outcome(exc: Exception) -> _Outcome | None:
+    """What a failed ``sendmail`` means for the row: permanent only when the server refused
+    this recipient or this message with a 5xx; None for exceptions that are bugs."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusal = exc.recipients[0] if exc.recipients else None
+        if refusal is None:
+            return _Outcome(error=f"recipient refused: {exc}")
+        return _Outcome(permanent=refusal.code >= 500,
+                        error=f"recipient refused: {refusal.code} {refusal.message}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        what = ("recipient refused" if isinstance(exc, aiosmtplib.SMTPRecipientRefused)
+                else "message refused")
+        return _Outcome(permanent=exc.code >= 500, error=f"{what}: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused) and exc.code != 421:
+        # Not this mail's fault: the relay does not accept our envelope sender.
+        error = (f"sender {exc.sender} refused: {exc.code} {exc.message}; check that the SMTP "
+                 f"account may send as this address")
+        log.error("%s", error)
+        return _Outcome(error=error)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _Outcome(error=f"SMTP error: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError
+                  | ConnectionError | OSError):
+        return _Outcome(error=f"connection lost while sending: {_describe(exc)}")
+    if isinstance(exc, aiosmtplib.SMTPException | ValueError):
+        # SMTPNotSupported (e.g. SMTPUTF8), or an address aiosmtplib will not send to.
+        return _Outcome(error=f"cannot send: {_describe(exc)}")
+    return None
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """Say QUIT when the server is still listening; just drop the connection otherwise."""
+    try:
+        if client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text

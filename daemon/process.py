@@ -1,0 +1,174 @@
+"""From a stored inbound row to its effects, exactly once.
+
+Each row goes through three phases:
+
+1. *read* — parse, trim and classify, in a read-only session;
+2. *think* — ask the drafter, when the mail reports problems (may take seconds: an LLM call),
+   with no database transaction open;
+3. *write* — one transaction that makes every change the mail causes, queues every mail it
+   causes (the outbox), and marks the row done.
+
+A crash anywhere before phase 3 commits leaves the row ``new`` and it is simply done again;
+after the commit nothing is repeated.  An exception counts as one failed attempt; after
+``max_attempts`` the row is quarantined (and filed to the failed folder by intake) so one bad
+mail never stops the daemon; ``warrantyd inbox reprocess ID`` puts it back in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from warrantyd.daemon.actions import Effects, MailContext, act
+from warrantyd.daemon.config import Config
+from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
+from warrantyd.daemon.drafting import draft_request_for
+from warrantyd.daemon.threads import DbThreadLookup
+from warrantyd.daemon.tokens import installation_secret
+from warrantyd.parsers.classify import HOMEOWNER_REPLY, NEW_REQUEST, Classification, classify
+from warrantyd.parsers.message import ParsedMessage, parse_message
+from warrantyd.parsers.trim import Reply, extract_reply
+from warrantyd.storage.blobs import BlobStore
+from warrantyd.storage.db import Database
+from warrantyd.storage.inbound import due_for_processing
+from warrantyd.storage.models import InboundMessage, utcnow
+
+log = logging.getLogger("warrantyd.process")
+
+DRAFTED_KINDS = (NEW_REQUEST, HOMEOWNER_REPLY)
+
+
+@dataclass
+class Reading:
+    """What phase 1 learned about one mail."""
+
+    inbound_id: int
+    msg: ParsedMessage
+    reply: Reply
+    classification: Classification
+    draft_request: DraftRequest | None
+
+
+class Processor:
+    def __init__(self, config: Config, db: Database, drafter: Drafter, *,
+                 on_outbound: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = utcnow,
+                 retry_seconds: float = 30.0) -> None:
+        self.config = config
+        self.db = db
+        self.blobs = BlobStore(config.storage.data_dir)
+        self.drafter = drafter
+        self.on_outbound = on_outbound
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self._lock = asyncio.Lock()
+
+    async def process_pending(self) -> int:
+        """Process every due row; return how many were handled (done, ignored or failed)."""
+        handled = 0
+        async with self._lock:
+            while True:
+                ids = await asyncio.to_thread(self._due_ids)
+                if not ids:
+                    return handled
+                for inbound_id in ids:
+                    await self.process_one(inbound_id)
+                    handled += 1
+
+    def _due_ids(self) -> list[int]:
+        with self.db.session() as session:
+            return [row.id for row in due_for_processing(session, self.clock())]
+
+    async def process_one(self, inbound_id: int) -> None:
+        try:
+            reading = await asyncio.to_thread(self._read, inbound_id)
+            if reading is None:
+                return
+            draft = None
+            if reading.draft_request is not None and reading.draft_request.text.strip():
+                draft = await self.drafter.draft(reading.draft_request)
+            effects = await asyncio.to_thread(self._write, reading, draft)
+        except Exception as exc:
+            log.exception("inbound message %s failed", inbound_id)
+            await asyncio.to_thread(self._record_failure, inbound_id, exc)
+            return
+        if effects.outbound and self.on_outbound is not None:
+            self.on_outbound()
+
+    def _read(self, inbound_id: int) -> Reading | None:
+        with self.db.session() as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is None or row.status != "new":
+                return None
+            msg = parse_message(row.raw)
+            reply = extract_reply(msg)
+            secret = installation_secret(session, self.config.web.secret_env)
+            lookup = DbThreadLookup(session, self.config, secret)
+            verdict = classify(msg, lookup, self.config.mailbox.address, raw=row.raw)
+            request = None
+            if verdict.kind in DRAFTED_KINDS:
+                request = draft_request_for(session, self.config, msg, reply, verdict)
+            return Reading(inbound_id, msg, reply, verdict, request)
+
+    def _write(self, reading: Reading, draft: DraftResult | None) -> Effects:
+        with self.db.session() as session:
+            row = session.get(InboundMessage, reading.inbound_id, with_for_update=True)
+            if row is None or row.status != "new":
+                return Effects()
+            effects = act(MailContext(session, self.config, self.blobs, row, reading.msg,
+                                      reading.reply, reading.classification, draft,
+                                      self.clock()))
+            row.classification = reading.classification.kind
+            row.reason = reading.classification.reason
+            row.from_addr = reading.msg.from_addr
+            row.subject = reading.msg.subject[:2000]
+            row.message_id = row.message_id or reading.msg.message_id
+            row.status = effects.status
+            row.processed_at = self.clock()
+            row.last_error = None
+            return effects
+
+    def _record_failure(self, inbound_id: int, exc: BaseException) -> None:
+        with self.db.session() as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is None:
+                return
+            row.attempts += 1
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            row.last_error = detail[-4000:]
+            if row.attempts >= self.config.mailbox.max_attempts:
+                row.status = "quarantined"
+                row.moved = False
+                log.error("inbound message %s quarantined after %d attempts: %s; "
+                          "fix the cause, then run `warrantyd inbox reprocess %s`",
+                          inbound_id, row.attempts, detail, inbound_id)
+            else:
+                delay = self.retry_seconds * (2 ** (row.attempts - 1))
+                row.next_attempt_at = self.clock() + timedelta(seconds=delay)
+
+
+def reprocess(session: Session, inbound_id: int) -> InboundMessage:
+    """Put a quarantined (or any) row back in line for processing."""
+    row = session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise LookupError(f"no inbound message {inbound_id}; `warrantyd inbox list` shows them")
+    if row.status == "done":
+        raise ValueError(f"inbound message {inbound_id} was processed already "
+                         f"({row.classification}); nothing to do")
+    row.status = "new"
+    row.attempts = 0
+    row.next_attempt_at = None
+    return row
+
+
+def pending_count(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(InboundMessage).where(InboundMessage.status == "new")
+    ) or 0

@@ -1,0 +1,320 @@
+"""The offline drafter: issue splitting, trade/priority/location, vendor-safe text, photos,
+learning from staff decisions, coverage hints, and its figures on the labelled eval set."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from warrantyd.daemon.drafters.base import (
+    DraftRequest,
+    FeedbackExample,
+    Photo,
+    VendorInfo,
+)
+from warrantyd.daemon.drafters.coverage import coverage_hint
+from warrantyd.daemon.drafters.offline import (
+    OfflineDrafter,
+    clean_text,
+    find_location,
+)
+from warrantyd.daemon.drafting import drafting_text
+from warrantyd.parsers.message import parse_message
+from warrantyd.parsers.trim import extract_reply
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def draft(text: str, **kwargs: object) -> list:
+    return OfflineDrafter().draft_sync(DraftRequest(text=text, **kwargs)).issues  # type: ignore[arg-type]
+
+
+# --- splitting ---------------------------------------------------------------------------
+
+
+def test_numbered_list_is_split_and_intro_and_outro_are_not_issues() -> None:
+    text = (
+        "Hi there,\n\nHere is our list for the walkthrough:\n\n"
+        "1. Guest bath faucet drips constantly\n"
+        "2. Dining room ceiling has a few nail pops\n"
+        "3. Back door weatherstrip is torn and lets in a draft\n"
+        "4. Crack across the garage floor slab\n"
+        "5. Kitchen cabinet door hinge is broken\n\n"
+        "Let us know when you can schedule.\nThanks,\nPat Moreno"
+    )
+    issues = draft(text)
+    assert [i.trade for i in issues] == [
+        "plumbing", "drywall", "windows_doors", "concrete", "cabinets_countertops",
+    ]
+    assert issues[0].location == "guest bathroom"
+    assert issues[1].location == "dining room"
+
+
+def test_bulleted_list_with_wrapped_item_stays_one_item_each() -> None:
+    text = (
+        "Items we found:\n"
+        "- The upstairs hall carpet has a ripple that you can trip over, it started\n"
+        "  after the first month\n"
+        "- Exterior stucco cracked next to the garage\n"
+    )
+    issues = draft(text)
+    assert len(issues) == 2
+    assert [i.trade for i in issues] == ["flooring_tile", "siding_exterior"]
+
+
+def test_also_paragraph_starts_a_new_issue() -> None:
+    text = (
+        "Hello,\n\nThe toilet in the primary bath rocks when you sit on it.\n\n"
+        "Also, the light over the vanity in the same bathroom flickers.\n\nThanks"
+    )
+    issues = draft(text)
+    assert [i.trade for i in issues] == ["plumbing", "electrical"]
+    assert issues[1].location == "primary bathroom"  # "the same bathroom"
+
+
+def test_one_issue_over_two_paragraphs_stays_one() -> None:
+    text = (
+        "There's a damp spot on the living room carpet next to the wall we share with the "
+        "laundry room, and the baseboard there is swelling.\n\n"
+        "It gets wetter every time the washing machine drains, so we think a pipe in the wall "
+        "is leaking.\n\nCould someone take a look?"
+    )
+    issues = draft(text)
+    assert len(issues) == 1
+    assert issues[0].trade == "plumbing"
+
+
+def test_signature_with_trade_words_and_phone_is_not_an_issue() -> None:
+    text = (
+        "Hi,\n\nOur bedroom door will not latch; the latch misses the strike plate.\n\n"
+        "Thanks,\n\nSam Ortiz\nOwner | Ortiz Plumbing & Leak Repair\n"
+        "Cell: 720-555-0101\n\"We fix leaks fast.\""
+    )
+    issues = draft(text, homeowner_name="Sam Ortiz")
+    assert len(issues) == 1
+    assert issues[0].trade == "windows_doors"
+    description = issues[0].description
+    assert "555" not in description and "Sam" not in description and "Ortiz" not in description
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi team,\n\nJust wanted to say thank you for sending the electrician so quickly. "
+        "Everything works great now.\n\nBest,\nLee",
+        "Hello, is hail damage to the roof covered by our warranty, or is that insurance?\n"
+        "Thanks, Kim",
+        "Quick update: the garage door your vendor fixed last month has been working "
+        "perfectly. Thanks!",
+    ],
+)
+def test_thanks_questions_and_updates_have_no_issue(text: str) -> None:
+    assert draft(text) == []
+
+
+def test_past_fixed_issue_is_not_drafted_again() -> None:
+    text = (
+        "Hi,\n\nThe railing the framer fixed in May is solid now, thank you.\n\n"
+        "New problem though: the hall bathroom sink drains very slowly.\n\nThanks"
+    )
+    issues = draft(text)
+    assert len(issues) == 1
+    assert issues[0].trade == "plumbing"
+
+
+def test_spanish_mail() -> None:
+    text = (
+        "Hola,\n\nEl inodoro del baño principal tiene una fuga en la base.\n\n"
+        "También la puerta de la recámara no cierra bien.\n\nGracias,\nLucía"
+    )
+    result = OfflineDrafter().draft_sync(DraftRequest(text=text))
+    assert result.language == "es"
+    assert [i.trade for i in result.issues] == ["plumbing", "windows_doors"]
+    assert result.issues[0].location == "primary bathroom"
+
+
+def test_emergency_comes_first_with_its_reason() -> None:
+    text = (
+        "Hello,\n\nThe hallway closet door rubs on the carpet.\n\n"
+        "Also we smell gas near the furnace in the basement, strongest by the gas line.\n\n"
+        "Thanks"
+    )
+    issues = draft(text)
+    assert [i.priority for i in issues] == ["emergency", "routine"]
+    assert issues[0].trade == "plumbing"
+    assert issues[0].emergency_reason == "gas smell"
+
+
+def test_emergency_is_never_dropped_even_without_a_recognised_issue() -> None:
+    issues = draft("CO alarm going off!!! we are outside")
+    assert issues and issues[0].priority == "emergency"
+
+
+def test_description_is_vendor_safe_and_third_person() -> None:
+    text = (
+        "Hi, my kitchen faucet leaks at the base whenever we run it. "
+        "Call me at (303) 555-0199 or jo@example.com. Jo Banks"
+    )
+    issue = draft(text, homeowner_name="Jo Banks")[0]
+    assert "555" not in issue.description and "@" not in issue.description
+    assert "Jo" not in issue.description.split()
+    assert issue.description.startswith("Inspect and repair")
+    assert "homeowner" in issue.description.lower()
+    assert " my " not in issue.description and " we " not in issue.description
+
+
+def test_forwarded_mail_is_read_and_its_sign_off_ends_only_its_part() -> None:
+    raw = (
+        b"From: Omar <omar@example.com>\nTo: warranty@acme-homes.example\nSubject: Fwd: leak\n"
+        b"Content-Type: text/plain\n\nCan you help?\n\nThanks,\nOmar\n\n"
+        b"---------- Forwarded message ---------\nFrom: A <a@example.org>\n"
+        b"Date: Mon, Feb 9, 2026\nSubject: leak\nTo: B <b@example.com>\n\n"
+        b"The water line behind the fridge is dripping onto the floor.\n"
+    )
+    msg = parse_message(raw)
+    text = drafting_text(msg, extract_reply(msg))
+    assert "water line" in clean_text(text)
+    issues = draft(text)
+    assert len(issues) == 1 and issues[0].location == "kitchen"
+
+
+# --- photos ------------------------------------------------------------------------------
+
+
+def _photo(name: str) -> Photo:
+    return Photo(name, "image/jpeg", b"\xff\xd8\xff")
+
+
+def test_photos_follow_numbered_references_and_filename_words() -> None:
+    text = (
+        "1. Dead shrubs along the back fence (photo 2)\n"
+        "2. Cracked driveway slab by the garage (photo 1)\n"
+        "3. Stucco chipped at the front corner\n"
+    )
+    issues = draft(text, photos=(_photo("IMG_1.jpg"), _photo("IMG_2.jpg"), _photo("stucco.png")))
+    assert issues[0].photos == ["IMG_2.jpg"]
+    assert issues[1].photos == ["IMG_1.jpg"]
+    assert issues[2].photos == ["stucco.png"]
+
+
+def test_only_issue_gets_every_photo() -> None:
+    issues = draft("The gutter over the porch is sagging. Photos attached.",
+                   photos=(_photo("a.jpg"), _photo("b.jpg")))
+    assert issues[0].photos == ["a.jpg", "b.jpg"]
+
+
+def test_location_words() -> None:
+    assert find_location("water stain on the kitchen ceiling below the bathroom") == "kitchen"
+    assert find_location("the master shower grout") == "primary bathroom"
+    assert find_location("nothing here") is None
+
+
+# --- vendors and learning ----------------------------------------------------------------
+
+VENDORS = (
+    VendorInfo("Wallboard Co", "wall@example.com", ("drywall",)),
+    VendorInfo("Smooth Walls", "x@example.com", ("drywall", "paint")),
+    VendorInfo("Pipe Pros", "pipes@example.com", ("plumbing",), ("Willow Creek",)),
+    VendorInfo("Any Plumbing", "anyplumb@example.com", ("plumbing",)),
+)
+
+
+def test_vendor_from_trade_and_community() -> None:
+    request = DraftRequest(text="The kitchen faucet drips.", vendors=VENDORS,
+                           community="Willow Creek")
+    assert OfflineDrafter().draft_sync(request).issues[0].suggested_vendor == "pipes@example.com"
+    request = DraftRequest(text="The kitchen faucet drips.", vendors=VENDORS,
+                           community="Aspen Meadows")
+    assert OfflineDrafter().draft_sync(request).issues[0].suggested_vendor == (
+        "anyplumb@example.com")
+
+
+def test_learns_trade_and_vendor_from_staff_edits() -> None:
+    mail = "We have nail pops all over the family room ceiling."
+    before = OfflineDrafter().draft_sync(DraftRequest(text=mail, vendors=VENDORS)).issues[0]
+    assert before.suggested_vendor == "wall@example.com"
+    edits = [
+        FeedbackExample(decision="edit", source_text=text, draft_trade="paint",
+                        draft_description="Touch up paint", final_trade="drywall",
+                        final_description="Repair nail pops", vendor="x@example.com")
+        for text in (
+            "nail pops in the ceiling of the bedroom",
+            "a few nail pops in the stairwell",
+            "nail pops showing in the hallway ceiling",
+        )
+    ]
+    after = OfflineDrafter(edits).draft_sync(DraftRequest(text=mail, vendors=VENDORS)).issues[0]
+    assert after.trade == "drywall"
+    assert after.suggested_vendor == "x@example.com"
+
+
+def test_learns_a_trade_the_phrase_model_does_not_know() -> None:
+    mail = "The dryer vent came disconnected inside the laundry room wall."
+    before = OfflineDrafter().draft_sync(DraftRequest(text=mail)).issues[0]
+    assert before.trade != "hvac"
+    edits = [
+        FeedbackExample(decision="edit", source_text=text, draft_trade=before.trade,
+                        draft_description="", final_trade="hvac", final_description="")
+        for text in (
+            "dryer vent disconnected in the wall",
+            "the dryer vent pipe came apart behind the dryer",
+            "dryer vent duct is loose in the laundry room",
+        )
+    ]
+    after = OfflineDrafter(edits).draft_sync(DraftRequest(text=mail)).issues[0]
+    assert after.trade == "hvac"
+
+
+async def test_async_draft_matches_sync() -> None:
+    request = DraftRequest(text="The garage door opener hums but the door doesn't move.")
+    result = await OfflineDrafter().draft(request)
+    assert result.engine == "offline"
+    assert [i.trade for i in result.issues] == ["garage_door"]
+
+
+# --- coverage ----------------------------------------------------------------------------
+
+
+def test_coverage_terms_and_exclusions() -> None:
+    today = date(2026, 11, 15)
+    hint = coverage_hint("plumbing", "leak in the supply line", date(2025, 3, 2), today)
+    assert hint.covered is True and "2-year systems" in hint.summary
+    assert "closed 2025-03-02, 20 months ago" in hint.summary
+    assert coverage_hint("drywall", "nail pops", date(2025, 3, 2), today).covered is False
+    assert coverage_hint("drywall", "nail pops", date(2026, 3, 2), today).covered is True
+    structural = coverage_hint("framing_structural", "sagging beam", date(2019, 1, 1), today)
+    assert structural.covered is True and "10-year" in structural.summary
+    caulk = coverage_hint("plumbing", "caulk around the tub is cracked", date(2026, 1, 1), today)
+    assert caulk.covered is False and caulk.exclusion and "caulk" in caulk.exclusion
+    assert coverage_hint("appliances", "ice maker", date(2026, 1, 1), today).exclusion
+    unknown = coverage_hint("paint", "peeling", None, today)
+    assert unknown.covered is None and "unknown" in unknown.summary.lower()
+
+
+# --- the labelled eval set ---------------------------------------------------------------
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location(
+        "eval_drafter", REPO_ROOT / "bench" / "eval_drafter.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_set_floors(shared_dir: Path) -> None:
+    figures = _bench().evaluate(shared_dir / "eval" / "drafting").figures()
+    assert figures["emergency_recall"] == 1.0
+    assert figures["issue_count_exact"] >= 0.9
+    assert figures["trade_f1"] >= 0.93
+    assert figures["issue_recall"] >= 0.93
+    assert figures["issue_precision"] >= 0.93
+    assert figures["priority_accuracy_matched"] >= 0.93
+    assert figures["photo_accuracy"] >= 0.85
+    assert figures["no_issue_accuracy"] == 1.0

@@ -1,0 +1,225 @@
+"""Processing stored mail: effects, exactly-once, retries and quarantine (SQLite + PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from warrantyd.daemon.config import Config, parse_config
+from warrantyd.daemon.directory import sync_config_records
+from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
+from warrantyd.daemon.process import Processor, reprocess
+from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
+from warrantyd.storage.db import Database
+from warrantyd.storage.inbound import store_inbound
+from warrantyd.storage.models import (
+    HistoryEvent,
+    InboundMessage,
+    OutboundMessage,
+    ServiceRequest,
+    Vendor,
+    WorkOrder,
+    utcnow,
+)
+
+US = "warranty@acme-homes.example"
+
+
+class FakeDrafter:
+    """One issue per line of text; a line with "gas" is an emergency; "boom" raises."""
+
+    engine = "fake"
+
+    def __init__(self) -> None:
+        self.requests: list[DraftRequest] = []
+
+    async def draft(self, request: DraftRequest) -> DraftResult:
+        self.requests.append(request)
+        if "boom" in request.text:
+            raise RuntimeError("drafter exploded")
+        issues = [DraftIssue(trade="plumbing", priority="emergency" if "gas" in line else "routine",
+                             location=None, title=line.strip()[:60], description=line.strip(),
+                             emergency_reason="gas smell" if "gas" in line else None)
+                  for line in request.text.splitlines() if len(line.strip()) > 12]
+        return DraftResult(issues=issues, engine=self.engine, usage={"input_tokens": 5})
+
+
+@pytest.fixture
+def config(tmp_path: Path, database: Database) -> Config:
+    cfg = parse_config({
+        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
+        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
+        "smtp": {"host": "x"},
+        "database": {"url": database.url},
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "staff": {"addresses": ["pat@acme-homes.example"]},
+        "vendors": [{"name": "Ace Plumbing", "email": "ace@plumb.example.net",
+                     "trades": ["plumbing"]}],
+        "homes": [{"address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
+                   "homeowners": [{"name": "Dana", "email": "dana@example.com"}]}],
+    })
+    with database.session() as s:
+        sync_config_records(s, cfg)
+    return cfg
+
+
+def _store(database: Database, raw: bytes, uid: int) -> int:
+    with database.session() as s:
+        row, _ = store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=uid, raw=raw)
+        return row.id
+
+
+def _mail(sender: str, body: str, *, subject: str = "Problems", to: str = US,
+          extra: str = "") -> bytes:
+    return (f"From: Someone <{sender}>\nTo: {to}\nSubject: {subject}\n"
+            f"Message-ID: <{abs(hash(body + sender + extra))}@example.com>\n{extra}"
+            f"Content-Type: text/plain; charset=utf-8\n\n{body}\n").encode()
+
+
+async def test_new_mail_makes_a_request_drafts_and_one_acknowledgement(
+        database: Database, config: Config) -> None:
+    drafter = FakeDrafter()
+    woke: list[int] = []
+    processor = Processor(config, database, drafter, on_outbound=lambda: woke.append(1))
+    _store(database, _mail("dana@example.com", "The kitchen sink is leaking badly\n"
+                                               "The hallway ceiling has a nail pop"), 1)
+    assert await processor.process_pending() == 1
+    assert await processor.process_pending() == 0, "a processed mail is never processed again"
+    with database.session() as s:
+        sr = s.scalars(select(ServiceRequest)).one()
+        assert sr.home is not None and sr.home.address == "1 Elm St"
+        assert sr.usage == {"input_tokens": 5} and sr.engine == "fake"
+        assert [wo.status for wo in sr.work_orders] == ["draft", "draft"]
+        assert all(wo.coverage_hint for wo in sr.work_orders)
+        ack = s.scalars(select(OutboundMessage)).one()
+        assert ack.kind == "ack" and ack.to_addr == "dana@example.com"
+        assert ack.subject.startswith(f"[SR-{sr.id}]")
+        assert s.scalars(select(InboundMessage)).one().status == "done"
+        events = [e.event for e in s.scalars(select(HistoryEvent).order_by(HistoryEvent.id))]
+        assert events[0] == "request_received" and events.count("drafted") == 2
+    assert woke == [1]
+    assert drafter.requests[0].property_address == "1 Elm St"
+
+
+async def test_unknown_sender_gets_a_request_flagged_property_unknown(
+        database: Database, config: Config) -> None:
+    processor = Processor(config, database, FakeDrafter())
+    _store(database, _mail("stranger@example.org", "Our garage door will not close at all"), 1)
+    await processor.process_pending()
+    with database.session() as s:
+        sr = s.scalars(select(ServiceRequest)).one()
+        assert sr.home is None
+        assert "property_unknown" in [e.event for e in s.scalars(select(HistoryEvent))]
+
+
+async def test_emergency_alerts_every_staff_member_at_once(
+        database: Database, config: Config) -> None:
+    processor = Processor(config, database, FakeDrafter())
+    _store(database, _mail("dana@example.com", "We smell gas near the water heater!!"), 1)
+    await processor.process_pending()
+    with database.session() as s:
+        kinds = sorted((m.kind, m.to_addr) for m in s.scalars(select(OutboundMessage)))
+    assert kinds == [("ack", "dana@example.com"), ("alert", "pat@acme-homes.example")]
+
+
+async def test_failures_are_retried_then_quarantined_and_can_be_reprocessed(
+        database: Database, config: Config) -> None:
+    now = [utcnow()]
+    processor = Processor(config, database, FakeDrafter(), clock=lambda: now[0])
+    inbound_id = _store(database, _mail("dana@example.com", "boom goes the drafter today"), 1)
+    for attempt in range(1, 4):
+        await processor.process_pending()
+        with database.session() as s:
+            row = s.get(InboundMessage, inbound_id)
+            assert row is not None and row.attempts == attempt
+            assert "drafter exploded" in (row.last_error or "")
+        now[0] += timedelta(hours=1)
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None and row.status == "quarantined"
+        assert s.scalars(select(ServiceRequest)).all() == []
+        assert s.scalars(select(OutboundMessage)).all() == [], "a failed mail sends nothing"
+    with database.session() as s:
+        reprocess(s, inbound_id)
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None and (row.status, row.attempts) == ("new", 0)
+
+
+async def _one_request(database: Database, config: Config) -> tuple[int, str, str]:
+    processor = Processor(config, database, FakeDrafter())
+    _store(database, _mail("dana@example.com", "The kitchen sink is leaking badly"), 1)
+    await processor.process_pending()
+    with database.session() as s:
+        sr = s.scalars(select(ServiceRequest)).one()
+        ack = s.scalars(select(OutboundMessage)).one()
+        token = issue_token(s, installation_secret(s), kind="homeowner",
+                            address="dana@example.com", days=30, service_request_id=sr.id)
+        return sr.id, ack.message_id, plus_address(US, token.token)
+
+
+async def test_auto_reply_on_our_thread_is_recorded_and_never_answered(
+        database: Database, config: Config) -> None:
+    sr_id, ack_id, _ = await _one_request(database, config)
+    processor = Processor(config, database, FakeDrafter())
+    _store(database, _mail("dana@example.com", "I am away until Monday.",
+                           subject=f"Automatic reply: [SR-{sr_id}] We received your request",
+                           extra=f"Auto-Submitted: auto-replied\nIn-Reply-To: <{ack_id}>\n"), 2)
+    await processor.process_pending()
+    with database.session() as s:
+        assert len(s.scalars(select(OutboundMessage)).all()) == 1, "nothing is sent back"
+        events = [e.event for e in s.scalars(select(HistoryEvent).where(
+            HistoryEvent.service_request_id == sr_id))]
+        assert "auto_reply_received" in events
+        assert s.scalars(select(InboundMessage).where(InboundMessage.uid == 2)).one(
+        ).classification == "auto_reply"
+
+
+async def test_homeowner_reply_by_token_adds_history_and_new_drafts(
+        database: Database, config: Config) -> None:
+    sr_id, _, reply_to = await _one_request(database, config)
+    processor = Processor(config, database, FakeDrafter())
+    _store(database, _mail("dana@example.com", "Also the back door sticks when it rains",
+                           subject="Re: your request", to=reply_to), 2)
+    await processor.process_pending()
+    with database.session() as s:
+        sr = s.get(ServiceRequest, sr_id)
+        assert sr is not None and len(sr.work_orders) == 2
+        assert s.scalars(select(ServiceRequest)).all() == [sr], "no second request"
+        events = [e.event for e in s.scalars(select(HistoryEvent).where(
+            HistoryEvent.service_request_id == sr_id))]
+        assert "homeowner_reply" in events
+
+
+async def test_permanent_bounce_of_a_vendor_mail_flags_the_work_order(
+        database: Database, config: Config) -> None:
+    from warrantyd.daemon.outbox import queue_mail
+
+    await _one_request(database, config)
+    with database.session() as s:
+        wo = s.scalars(select(WorkOrder)).first()
+        assert wo is not None
+        vendor = s.scalars(select(Vendor)).one()
+        wo.vendor_id, wo.status = vendor.id, "in_progress"
+        notice = queue_mail(s, our_address=US, from_name="Acme", kind="vendor_notice",
+                            to=vendor.email, subject=f"[WO-{wo.id}] job", text="job",
+                            dedupe_key=f"vendor:{wo.id}", work_order_id=wo.id,
+                            service_request_id=wo.service_request_id)
+        notice_id, wo_id = notice.message_id, wo.id
+    dsn = (f"From: MAILER-DAEMON@mx.example.net\nTo: {US}\nSubject: Undelivered Mail Returned "
+           "to Sender\nMessage-ID: <dsn1@mx.example.net>\nContent-Type: multipart/report; "
+           'report-type=delivery-status; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+           "could not deliver\n--b\nContent-Type: message/delivery-status\n\n"
+           "Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; ace@plumb.example.net\n"
+           "Action: failed\nStatus: 5.1.1\n\n--b\nContent-Type: text/rfc822-headers\n\n"
+           f"Message-ID: <{notice_id}>\nTo: ace@plumb.example.net\n--b--\n").encode()
+    _store(database, dsn, 9)
+    await Processor(config, database, FakeDrafter()).process_pending()
+    with database.session() as s:
+        wo = s.get(WorkOrder, wo_id)
+        assert wo is not None and "vendor email bounced" in wo.flags
+        assert s.scalars(select(InboundMessage).where(InboundMessage.uid == 9)).one(
+        ).classification == "bounce"
