@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
-from warrantyd.daemon.drafting import find_home
+from warrantyd.daemon.drafting import Requester, find_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.render import render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
@@ -155,13 +155,20 @@ def bounce(ctx: MailContext) -> Effects:
 
 
 def new_request(ctx: MailContext) -> Effects:
-    """A homeowner's new mail: a service request, its drafts, the acknowledgement."""
-    session, msg, reply, now = ctx.session, ctx.msg, ctx.reply, ctx.now
-    owner, home = find_home(session, msg.from_addr)
+    """A homeowner's new mail: a service request, its drafts, the acknowledgement.
+
+    A staff member forwarding a homeowner's mail opens the request for the homeowner;
+    the history says who forwarded it.
+    """
+    requester = requester_of(ctx.msg, ctx.reply, ctx.verdict, ctx.config)
+    if requester is None:
+        return record_on_thread(ctx)
+    session, now = ctx.session, ctx.now
+    owner, home = find_home(session, requester.email)
     sr = ServiceRequest(
-        status="open", requester_email=msg.from_addr or "", homeowner=owner, home=home,
-        requester_name=(owner.name if owner and owner.name else msg.from_name),
-        subject=msg.subject[:2000], body=reply.new_text[:100_000],
+        status="open", requester_email=requester.email, homeowner=owner, home=home,
+        requester_name=(owner.name if owner and owner.name else requester.name),
+        subject=requester.subject[:2000], body=requester.text[:100_000],
         inbound_message_id=ctx.inbound.id, created_at=now, updated_at=now,
     )
     if ctx.draft is not None:
@@ -169,17 +176,20 @@ def new_request(ctx: MailContext) -> Effects:
         sr.language = ctx.draft.language
     session.add(sr)
     session.flush()
-    record(session, "request_received", ctx.sender, f"{msg.subject}\n\n{reply.new_text}"[:8000],
-           sr_id=sr.id, inbound=ctx.inbound, at=now)
+    detail = f"{requester.subject}\n\n{requester.text}"[:8000]
+    if requester.email != ctx.sender:
+        detail = f"forwarded by {ctx.sender}\n\n{detail}"
+    record(session, "request_received", ctx.sender, detail, sr_id=sr.id, inbound=ctx.inbound,
+           at=now)
     if home is None:
         record(session, "property_unknown", SYSTEM,
-               f"{msg.from_addr} is not a known homeowner; staff must match the property",
+               f"{requester.email} is not a known homeowner; staff must match the property",
                sr_id=sr.id, at=now)
     attachments = store_attachments(ctx, sr)
     effects = Effects(service_request=sr)
     if ctx.draft is not None:
         effects.work_orders = add_drafts(session, sr, ctx.draft, attachments, now)
-    effects.outbound.extend(_acknowledge(ctx, sr, effects.work_orders))
+    effects.outbound.extend(_acknowledge(ctx, sr, requester, effects.work_orders))
     emergencies = [wo for wo in effects.work_orders if wo.priority == "emergency"]
     if emergencies:
         effects.outbound.extend(_alert_staff(ctx, sr, emergencies))
@@ -261,13 +271,11 @@ def _ack_issue(wo: WorkOrder) -> DraftIssue:
                       title=wo.title or wo.description[:80], description=wo.description)
 
 
-def _acknowledge(ctx: MailContext, sr: ServiceRequest,
+def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
                  work_orders: list[WorkOrder]) -> list[OutboundMessage]:
-    session, config, msg, now = ctx.session, ctx.config, ctx.msg, ctx.now
-    if not msg.from_addr:
-        return []
+    session, config, now = ctx.session, ctx.config, ctx.now
     secret = installation_secret(session, config.web.secret_env)
-    token = issue_token(session, secret, kind="homeowner", address=msg.from_addr,
+    token = issue_token(session, secret, kind="homeowner", address=requester.email,
                         days=365, service_request_id=sr.id, now=now)
     text, html = render_mail(
         "ack", name=sr.requester_name, company=config.company.name, sr_ref=sr.ref,
@@ -276,12 +284,11 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest,
         emergency=any(wo.priority == "emergency" for wo in work_orders))
     row = queue_mail(
         session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
-        kind="ack", to=msg.from_addr, subject=f"[{sr.ref}] We received your request: "
-        f"{strip_subject_prefix(msg.subject) or 'warranty request'}"[:250],
+        kind="ack", to=requester.email, subject=f"[{sr.ref}] We received your request: "
+        f"{strip_subject_prefix(requester.subject) or 'warranty request'}"[:250],
         text=text, html=html, dedupe_key=f"ack:{sr.ref}",
         reply_to=plus_address(config.mailbox.address, token.token),
-        in_reply_to=msg.message_id, references=(*msg.references, *(
-            [msg.message_id] if msg.message_id else [])),
+        in_reply_to=requester.message_id, references=requester.references,
         service_request_id=sr.id)
     return [row]
 
@@ -321,5 +328,5 @@ def _handlers() -> dict[str, Callable[[MailContext], Effects]]:
         kinds.HOMEOWNER_REPLY: homeowner_reply,
         kinds.VENDOR_REPLY: record_on_thread,
         kinds.STAFF_REPLY: record_on_thread,
-        kinds.STAFF_MAIL: record_on_thread,
+        kinds.STAFF_MAIL: new_request,
     }

@@ -8,6 +8,7 @@ homeowner's data, no internal notes.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from warrantyd.daemon.drafters.base import (
     Photo,
     VendorInfo,
 )
-from warrantyd.parsers.classify import Classification, strip_subject_prefix
+from warrantyd.parsers.classify import STAFF_MAIL, Classification, strip_subject_prefix
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.trim import Reply
 from warrantyd.storage.models import Feedback, Home, Homeowner, ServiceRequest, Vendor
@@ -80,6 +81,35 @@ def vendor_infos(session: Session) -> tuple[VendorInfo, ...]:
                             communities=tuple(v.communities)) for v in rows)
 
 
+@dataclass(frozen=True)
+class Requester:
+    """Who a service request is for: the sender, or the author of a mail staff forwarded."""
+
+    email: str
+    name: str
+    subject: str
+    text: str
+    message_id: str | None
+    references: tuple[str, ...] = ()
+
+
+def requester_of(msg: ParsedMessage, reply: Reply, verdict: Classification,
+                 config: Config) -> Requester | None:
+    """The homeowner a new request is for; None when the mail names nobody usable."""
+    if verdict.kind == STAFF_MAIL:
+        for fwd in msg.forwarded:
+            if fwd.from_addr and not config.is_staff(fwd.from_addr) and (
+                    fwd.from_addr not in config.our_addresses):
+                return Requester(fwd.from_addr, fwd.from_name, fwd.subject or msg.subject,
+                                 fwd.text, None)
+        return None
+    if not msg.from_addr:
+        return None
+    refs = (*msg.references, *([msg.message_id] if msg.message_id else []))
+    return Requester(msg.from_addr, msg.from_name, msg.subject, reply.new_text,
+                     msg.message_id, refs)
+
+
 FORWARD_MARKER = "---------- Forwarded message ---------"
 
 
@@ -102,11 +132,15 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
     """Everything the drafter may read for this mail."""
     home: Home | None = None
     name = msg.from_name
+    text = drafting_text(msg, reply)
     if verdict.thread is not None and verdict.thread.service_request_id is not None:
         sr = session.get(ServiceRequest, verdict.thread.service_request_id)
         home = sr.home if sr is not None else None
     else:
-        owner, home = find_home(session, msg.from_addr)
+        requester = requester_of(msg, reply, verdict, config)
+        if requester is not None and requester.email != msg.from_addr:
+            text, name = requester.text, requester.name  # forwarded by staff
+        owner, home = find_home(session, requester.email if requester else None)
         if owner is not None and owner.name:
             name = owner.name
     photos = tuple(
@@ -114,7 +148,7 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
         for a in msg.attachments if a.is_image
     )[:MAX_PHOTOS]
     return DraftRequest(
-        text=drafting_text(msg, reply),
+        text=text,
         subject=strip_subject_prefix(msg.subject),
         photos=photos,
         homeowner_name=name,

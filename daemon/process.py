@@ -29,10 +29,16 @@ from sqlalchemy.orm import Session
 from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
-from warrantyd.daemon.drafting import draft_request_for
+from warrantyd.daemon.drafting import draft_request_for, requester_of
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
-from warrantyd.parsers.classify import HOMEOWNER_REPLY, NEW_REQUEST, Classification, classify
+from warrantyd.parsers.classify import (
+    HOMEOWNER_REPLY,
+    NEW_REQUEST,
+    STAFF_MAIL,
+    Classification,
+    classify,
+)
 from warrantyd.parsers.message import ParsedMessage, parse_message
 from warrantyd.parsers.trim import Reply, extract_reply
 from warrantyd.storage.blobs import BlobStore
@@ -42,7 +48,7 @@ from warrantyd.storage.models import InboundMessage, utcnow
 
 log = logging.getLogger("warrantyd.process")
 
-DRAFTED_KINDS = (NEW_REQUEST, HOMEOWNER_REPLY)
+DRAFTED_KINDS = (NEW_REQUEST, HOMEOWNER_REPLY, STAFF_MAIL)
 
 
 @dataclass
@@ -113,7 +119,8 @@ class Processor:
             lookup = DbThreadLookup(session, self.config, secret)
             verdict = classify(msg, lookup, self.config.mailbox.address, raw=row.raw)
             request = None
-            if verdict.kind in DRAFTED_KINDS:
+            if verdict.kind in DRAFTED_KINDS and (
+                    verdict.kind != STAFF_MAIL or requester_of(msg, reply, verdict, self.config)):
                 request = draft_request_for(session, self.config, msg, reply, verdict)
             return Reading(inbound_id, msg, reply, verdict, request)
 

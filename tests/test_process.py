@@ -223,3 +223,37 @@ async def test_permanent_bounce_of_a_vendor_mail_flags_the_work_order(
         assert wo is not None and "vendor email bounced" in wo.flags
         assert s.scalars(select(InboundMessage).where(InboundMessage.uid == 9)).one(
         ).classification == "bounce"
+
+
+async def test_staff_forwarding_a_homeowner_mail_opens_the_request_for_the_homeowner(
+        database: Database, config: Config) -> None:
+    body = ("Pat here, can you log this one?\n\n"
+            "---------- Forwarded message ---------\n"
+            "From: Dana <dana@example.com>\nDate: Thu, 26 Nov 2026 09:00:00 -0700\n"
+            "Subject: Sink leak\nTo: Pat <pat@acme-homes.example>\n\n"
+            "The kitchen sink is leaking into the cabinet below.\n")
+    drafter = FakeDrafter()
+    _store(database, _mail("pat@acme-homes.example", body, subject="Fwd: Sink leak"), 1)
+    await Processor(config, database, drafter).process_pending()
+    with database.session() as s:
+        sr = s.scalars(select(ServiceRequest)).one()
+        assert sr.requester_email == "dana@example.com"
+        assert sr.home is not None and sr.home.address == "1 Elm St"
+        assert [wo.description for wo in sr.work_orders] == [
+            "The kitchen sink is leaking into the cabinet below."]
+        ack = s.scalars(select(OutboundMessage)).one()
+        assert ack.to_addr == "dana@example.com"
+        received = s.scalars(select(HistoryEvent).where(
+            HistoryEvent.event == "request_received")).one()
+        assert received.actor == "pat@acme-homes.example"
+        assert received.detail.startswith("forwarded by pat@acme-homes.example")
+    assert "Pat here" not in drafter.requests[0].text
+
+
+async def test_staff_mail_without_a_forward_opens_nothing(
+        database: Database, config: Config) -> None:
+    _store(database, _mail("pat@acme-homes.example", "Reminder: team meeting at 3 today"), 1)
+    await Processor(config, database, FakeDrafter()).process_pending()
+    with database.session() as s:
+        assert s.scalars(select(ServiceRequest)).all() == []
+        assert s.scalars(select(OutboundMessage)).all() == []
