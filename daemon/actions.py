@@ -27,6 +27,7 @@ from warrantyd.parsers import classify as kinds
 from warrantyd.parsers.classify import Classification, strip_subject_prefix
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.trim import Reply
+from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.models import (
     Attachment,
@@ -57,6 +58,8 @@ class MailContext:
     verdict: Classification
     draft: DraftResult | None
     now: datetime
+    vendor_reading: VendorReading | None = None
+    """The language model's reading of a vendor reply, made before the transaction."""
 
     @property
     def sender(self) -> str:
@@ -149,8 +152,12 @@ def bounce(ctx: MailContext) -> Effects:
         to_vendor = (original is not None and original.to_addr == wo.vendor.email) or (
             wo.vendor.email in failed)
         if to_vendor and "vendor email bounced" not in wo.flags:
+            from warrantyd.daemon.vendors import alert_staff_vendor_bounce
+
             wo.flags = [*wo.flags, "vendor email bounced"]
             wo.vendor.bounced_at = ctx.now
+            return Effects(outbound=alert_staff_vendor_bounce(session, ctx.config, wo, detail,
+                                                              ctx.now))
     return Effects()
 
 
@@ -193,6 +200,11 @@ def new_request(ctx: MailContext) -> Effects:
     emergencies = [wo for wo in effects.work_orders if wo.priority == "emergency"]
     if emergencies:
         effects.outbound.extend(_alert_staff(ctx, sr, emergencies))
+    # --- staff approval digest (daemon/digests.py) ---
+    from warrantyd.daemon.digests import queue_digests_for_request
+
+    effects.outbound.extend(queue_digests_for_request(session, ctx.config, sr,
+                                                      effects.work_orders, now))
     return effects
 
 
@@ -215,6 +227,12 @@ def homeowner_reply(ctx: MailContext) -> Effects:
             issues=[i for i in ctx.draft.issues if i.description.lower() not in known],
             engine=ctx.draft.engine, usage=ctx.draft.usage)
         effects.work_orders = add_drafts(ctx.session, sr, fresh, attachments, ctx.now)
+        # --- staff approval digest for the newly reported issues (daemon/digests.py) ---
+        if effects.work_orders:
+            from warrantyd.daemon.digests import queue_digests_for_request
+
+            effects.outbound.extend(queue_digests_for_request(
+                ctx.session, ctx.config, sr, effects.work_orders, ctx.now))
     effects.service_request = sr
     return effects
 
@@ -319,14 +337,24 @@ def _alert_staff(ctx: MailContext, sr: ServiceRequest,
 
 def _handlers() -> dict[str, Callable[[MailContext], Effects]]:
     """Which function acts on which kind of mail."""
+    # Imported here: the vendor loop builds on this module (record, store_attachments).
+    from warrantyd.daemon.staff import (
+        guard_digest_thread,
+        handle_staff_reply,
+        staff_mail,
+    )
+    from warrantyd.daemon.vendors import handle_vendor_reply
+
+    # --- staff commands (daemon/staff.py): staff replies; any mail on a digest thread;
+    # staff mail with no thread that carries commands (refused: no token) ---
     return {
         kinds.OWN_MAIL: ignore,
         kinds.NO_SENDER: ignore,
         kinds.BOUNCE: bounce,
         kinds.AUTO_REPLY: record_on_thread,
         kinds.NEW_REQUEST: new_request,
-        kinds.HOMEOWNER_REPLY: homeowner_reply,
-        kinds.VENDOR_REPLY: record_on_thread,
-        kinds.STAFF_REPLY: record_on_thread,
-        kinds.STAFF_MAIL: new_request,
+        kinds.HOMEOWNER_REPLY: guard_digest_thread(homeowner_reply),
+        kinds.VENDOR_REPLY: guard_digest_thread(handle_vendor_reply),
+        kinds.STAFF_REPLY: handle_staff_reply,
+        kinds.STAFF_MAIL: staff_mail(new_request),
     }

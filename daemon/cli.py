@@ -65,6 +65,50 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="one JSON object per line per file")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("sr", help="service requests: list, show")
+    _add_config(p)
+    srs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = srs.add_parser("list", help="service requests, newest first")
+    q.add_argument("--property", help="address or community contains TEXT")
+    q.add_argument("--homeowner", help="homeowner name or email contains TEXT")
+    q.add_argument("--status", help="open, in_progress, resolved (comma-separated)")
+    q.add_argument("--since", help="created since: 2026-03-01, 7d, 48h, today")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--offset", type=int, default=0)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_sr_list)
+    q = srs.add_parser("show", help="one service request with its work orders and history")
+    q.add_argument("ref", metavar="SR-n")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_sr_show)
+
+    p = sub.add_parser("wo", help="work orders: list, show")
+    _add_config(p)
+    wos = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = wos.add_parser("list", help="work orders, newest first")
+    q.add_argument("--property", help="address or community contains TEXT")
+    q.add_argument("--vendor", help="vendor name, email or alias contains TEXT")
+    q.add_argument("--status", help="draft, in_progress, completed, rejected (comma-separated)")
+    q.add_argument("--sr", metavar="SR-n", help="only this service request's work orders")
+    q.add_argument("--since", help="created since: 2026-03-01, 7d, 48h, today")
+    q.add_argument("--needs-followup", action="store_true",
+                   help="only what is stuck, each with the reason")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--offset", type=int, default=0)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_wo_list)
+    q = wos.add_parser("show", help="one work order with its full history")
+    q.add_argument("ref", metavar="WO-n")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_wo_show)
+
+    p = sub.add_parser("import", help="import homes or vendors from a CSV file")
+    _add_config(p)
+    p.add_argument("kind", choices=["homes", "vendors"])
+    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("inbox", help="inbound mail: list, reprocess")
     _add_config(p)
     inbox = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -230,6 +274,119 @@ def cmd_read_vendor_reply(args: argparse.Namespace) -> int:
                                     f"{o.get('scheduled_for') or ''} {o.get('window_end') or ''}"
                                     ).rstrip())
     return EXIT_OK
+
+
+def _zone(config: Config) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(config.company.timezone)
+
+
+def _records(args: argparse.Namespace, run: Callable[[Any, Config], int]) -> int:
+    """Open the database for a read/write records command; bad refs and filters exit 2."""
+    from warrantyd.daemon.reports import BadFilter
+
+    config = _config(args, partial=True)
+    db = _database(config)
+    try:
+        return run(db, config)
+    except (LookupError, BadFilter) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    finally:
+        db.dispose()
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def cmd_sr_list(args: argparse.Namespace) -> int:
+    from warrantyd.daemon import reports
+
+    def run(db: Any, config: Config) -> int:
+        tz = _zone(config)
+        rows = reports.sr_list(db, reports.build_sr_filter(
+            property=args.property, homeowner=args.homeowner, status=args.status,
+            since=args.since, limit=args.limit, offset=args.offset, tz=tz))
+        if args.json:
+            _emit(args, rows, str)
+        else:
+            print(reports.render_sr_table(rows, width=_width(), tz=tz))
+        return EXIT_OK
+
+    return _records(args, run)
+
+
+def cmd_sr_show(args: argparse.Namespace) -> int:
+    from warrantyd.daemon import reports
+
+    def run(db: Any, config: Config) -> int:
+        detail = reports.sr_show(db, args.ref)
+        _emit(args, [detail], lambda d: reports.render_sr(d, tz=_zone(config)))
+        return EXIT_OK
+
+    return _records(args, run)
+
+
+def cmd_wo_list(args: argparse.Namespace) -> int:
+    from warrantyd.daemon import reports
+    from warrantyd.storage.queries import FollowupThresholds
+
+    def run(db: Any, config: Config) -> int:
+        tz = _zone(config)
+        thresholds = FollowupThresholds.from_mapping(config.extra.get("followup") or {})
+        rows = reports.wo_list(db, reports.build_wo_filter(
+            property=args.property, vendor=args.vendor, status=args.status, sr=args.sr,
+            since=args.since, needs_followup=args.needs_followup, limit=args.limit,
+            offset=args.offset, tz=tz), thresholds=thresholds, tz=tz)
+        if args.json:
+            _emit(args, rows, str)
+        else:
+            print(reports.render_wo_table(rows, width=_width(), tz=tz))
+        return EXIT_OK
+
+    return _records(args, run)
+
+
+def cmd_wo_show(args: argparse.Namespace) -> int:
+    from warrantyd.daemon import reports
+
+    def run(db: Any, config: Config) -> int:
+        detail = reports.wo_show(db, args.ref)
+        _emit(args, [detail], lambda d: reports.render_wo(d, tz=_zone(config)))
+        return EXIT_OK
+
+    return _records(args, run)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from warrantyd.daemon.importer import (
+        ImportFileError,
+        TerminalProgress,
+        import_homes,
+        import_vendors,
+    )
+
+    def run(db: Any, config: Config) -> int:
+        progress = TerminalProgress(f"importing {args.kind}")
+        try:
+            if args.kind == "homes":
+                report = import_homes(db, args.file, progress=progress, dry_run=args.dry_run)
+            else:
+                report = import_vendors(db, args.file, trades=config.company.trades,
+                                        progress=progress, dry_run=args.dry_run)
+        except (ImportFileError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            progress.close()
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        print(report.summary(args.kind))
+        return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _records(args, run)
 
 
 def cmd_inbox_list(args: argparse.Namespace) -> int:

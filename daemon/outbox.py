@@ -30,7 +30,7 @@ import re
 import secrets
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import errors
@@ -298,6 +298,8 @@ class OutboxSender:
 
     ``clock`` returns the current UTC time (tests pass a fake one); ``envelope_from``
     overrides the SMTP envelope sender, which otherwise is the From address of each mail.
+    ``rate_exempt`` addresses (the staff's own) are not held to the per-recipient cap, which
+    exists to protect homeowners and vendors from a loop or a flood, not to delay digests.
     """
 
     def __init__(self, db: Database, smtp: SmtpConfig, *, worker_id: str | None = None,
@@ -305,10 +307,12 @@ class OutboxSender:
                  backoff_max: float = 3600.0, max_attempts: int = 10,
                  lease_seconds: float = 120.0, idle_seconds: float = 5.0,
                  batch_size: int = 50, envelope_from: str | None = None,
+                 rate_exempt: Collection[str] = (),
                  clock: Callable[[], datetime] = utcnow,
                  rng: random.Random | None = None) -> None:
         self.db = db
         self.smtp = smtp
+        self.rate_exempt = frozenset(a.lower() for a in rate_exempt)
         self.worker_id = (worker_id
                           or f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}")
         self.tls_context = tls_context
@@ -368,11 +372,41 @@ class OutboxSender:
             "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
         }
 
+    def release_dead_claims(self) -> int:
+        """Give back rows claimed by a sender of this host whose process is gone.
+
+        After a crash the rows the dead process had claimed would otherwise wait out their
+        lease; a worker id is ``host:pid:nonce``, so a process on the same host can tell.
+        Claims of other hosts are left to expire.
+        """
+        host = socket.gethostname()[:60]
+        with self.db.session() as session:
+            claims = session.execute(
+                select(OutboundMessage.claimed_by).where(
+                    OutboundMessage.status == "queued",
+                    OutboundMessage.claimed_by.like(f"{host}:%")).distinct()).scalars().all()
+            dead = [c for c in claims if c != self.worker_id and not _process_alive(c)]
+            if not dead:
+                return 0
+            result = session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.status == "queued", OutboundMessage.claimed_by.in_(dead))
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        log.info("released %d outbound mail(s) claimed by stopped process(es) %s", count,
+                 ", ".join(dead))
+        return count
+
     async def run(self) -> None:
         """Send what is due until :meth:`stop`; SMTP and database trouble is logged, not raised."""
         self._loop = asyncio.get_running_loop()
         self._running = True
         self._stopping = False
+        try:
+            await asyncio.to_thread(self.release_dead_claims)
+        except Exception:
+            log.exception("could not release claims of stopped senders; they expire on their own")
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -561,7 +595,7 @@ class OutboxSender:
                        now: datetime) -> tuple[datetime, str] | None:
         """When ``item`` would exceed the per-recipient hourly cap: (send after, why)."""
         cap = self.smtp.rate_per_recipient_per_hour
-        if cap <= 0:
+        if cap <= 0 or item.to_addr.lower() in self.rate_exempt:
             return None
         count, oldest = session.execute(
             select(func.count(), func.min(OutboundMessage.sent_at))
@@ -659,6 +693,21 @@ class OutboxSender:
     def _note_error(self, error: str) -> None:
         self._last_error = error
         self._last_error_at = self.clock()
+
+
+def _process_alive(worker_id: str) -> bool:
+    """Whether the ``host:pid:nonce`` worker's process still runs (this host only)."""
+    parts = worker_id.split(":")
+    pid = parts[1] if len(parts) >= 2 else ""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _smtp_outcome(exc: Exception) -> _Outcome | None:

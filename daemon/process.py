@@ -32,19 +32,23 @@ from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
 from warrantyd.daemon.drafting import draft_request_for, requester_of
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
+from warrantyd.daemon.vendor_reader import read_reply, uses_model
+from warrantyd.daemon.vendors import vendor_may_act
 from warrantyd.parsers.classify import (
     HOMEOWNER_REPLY,
     NEW_REQUEST,
     STAFF_MAIL,
+    VENDOR_REPLY,
     Classification,
     classify,
 )
 from warrantyd.parsers.message import ParsedMessage, parse_message
 from warrantyd.parsers.trim import Reply, extract_reply
+from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import due_for_processing
-from warrantyd.storage.models import InboundMessage, utcnow
+from warrantyd.storage.models import InboundMessage, WorkOrder, utcnow
 
 log = logging.getLogger("warrantyd.process")
 
@@ -60,6 +64,7 @@ class Reading:
     reply: Reply
     classification: Classification
     draft_request: DraftRequest | None
+    read_vendor_with_model: bool = False
 
 
 class Processor:
@@ -100,7 +105,12 @@ class Processor:
             draft = None
             if reading.draft_request is not None and reading.draft_request.text.strip():
                 draft = await self.drafter.draft(reading.draft_request)
-            effects = await asyncio.to_thread(self._write, reading, draft)
+            vendor_reading = None
+            if reading.read_vendor_with_model:
+                vendor_reading = await asyncio.to_thread(
+                    read_reply, self.config, new_text=reading.reply.new_text.strip(),
+                    sent_at=reading.msg.date or self.clock(), subject=reading.msg.subject)
+            effects = await asyncio.to_thread(self._write, reading, draft, vendor_reading)
         except Exception as exc:
             log.exception("inbound message %s failed", inbound_id)
             await asyncio.to_thread(self._record_failure, inbound_id, exc)
@@ -122,16 +132,29 @@ class Processor:
             if verdict.kind in DRAFTED_KINDS and (
                     verdict.kind != STAFF_MAIL or requester_of(msg, reply, verdict, self.config)):
                 request = draft_request_for(session, self.config, msg, reply, verdict)
-            return Reading(inbound_id, msg, reply, verdict, request)
+            return Reading(inbound_id, msg, reply, verdict, request,
+                           self._vendor_model_wanted(session, msg, reply, verdict))
 
-    def _write(self, reading: Reading, draft: DraftResult | None) -> Effects:
+    def _vendor_model_wanted(self, session: Session, msg: ParsedMessage, reply: Reply,
+                             verdict: Classification) -> bool:
+        """Read a vendor reply with the model only when configured and the sender may act:
+        mail from anyone else never costs a model call."""
+        if verdict.kind != VENDOR_REPLY or not uses_model(self.config):
+            return False
+        wo_id = verdict.thread.work_order_id if verdict.thread else None
+        wo = session.get(WorkOrder, wo_id) if wo_id is not None else None
+        return bool(wo is not None and reply.new_text.strip()
+                    and vendor_may_act(msg, verdict, wo))
+
+    def _write(self, reading: Reading, draft: DraftResult | None,
+               vendor_reading: VendorReading | None = None) -> Effects:
         with self.db.session() as session:
             row = session.get(InboundMessage, reading.inbound_id, with_for_update=True)
             if row is None or row.status != "new":
                 return Effects()
             effects = act(MailContext(session, self.config, self.blobs, row, reading.msg,
                                       reading.reply, reading.classification, draft,
-                                      self.clock()))
+                                      self.clock(), vendor_reading))
             row.classification = reading.classification.kind
             row.reason = reading.classification.reason
             row.from_addr = reading.msg.from_addr

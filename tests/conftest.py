@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from warrantyd.storage.db import Database
 
 TESTS_DIR = Path(__file__).resolve().parent

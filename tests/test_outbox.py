@@ -425,6 +425,15 @@ async def test_rate_cap_defers_instead_of_failing(database: Database, sink: Smtp
     assert len(sink.received_by(HOMEOWNER)) == 3
 
 
+async def test_staff_addresses_are_exempt_from_the_rate_cap(
+        database: Database, sink: SmtpSink, clock: FakeClock) -> None:
+    for n in range(3):
+        queue(database, to="pat@acme-homes.example", subject=f"digest {n}")
+    sender = make_sender(database, sink, clock, smtp={"rate_per_recipient_per_hour": 2},
+                         rate_exempt=["Pat@acme-homes.example"])
+    assert await sender.send_due() == 3
+
+
 async def test_auth_and_starttls(database: Database, clock: FakeClock,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
@@ -594,3 +603,29 @@ async def test_sink_process_writes_a_maildir(database: Database, clock: FakeCloc
     assert [f.read_bytes() for f in files] == [queued.raw]
     envelopes = (tmp_path / "mail" / "envelopes.jsonl").read_text().splitlines()
     assert len(envelopes) == 1 and queued.message_id in envelopes[0]
+
+
+async def test_claims_of_a_dead_sender_on_this_host_are_released_at_start(
+        database: Database, sink: SmtpSink, clock: FakeClock) -> None:
+    import socket
+    import subprocess
+
+    queued = queue(database, to=VENDOR)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()[:60]
+    with database.session() as s:
+        stored = s.get(OutboundMessage, queued.id)
+        assert stored is not None
+        stored.claimed_by = f"{host}:{gone.pid}:abc123"
+        stored.claimed_until = clock() + timedelta(hours=1)
+        other = queue(database, to=HOMEOWNER, subject="other host")
+    with database.session() as s:
+        foreign = s.get(OutboundMessage, other.id)
+        assert foreign is not None
+        foreign.claimed_by = "elsewhere.example:1:abc"
+        foreign.claimed_until = clock() + timedelta(hours=1)
+    sender = make_sender(database, sink, clock)
+    assert sender.release_dead_claims() == 1
+    assert await sender.send_due() == 1
+    assert [m.rcpt_tos for m in sink.messages] == [(VENDOR,)]

@@ -94,7 +94,7 @@ async def test_new_mail_makes_a_request_drafts_and_one_acknowledgement(
         assert sr.usage == {"input_tokens": 5} and sr.engine == "fake"
         assert [wo.status for wo in sr.work_orders] == ["draft", "draft"]
         assert all(wo.coverage_hint for wo in sr.work_orders)
-        ack = s.scalars(select(OutboundMessage)).one()
+        ack = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "ack")).one()
         assert ack.kind == "ack" and ack.to_addr == "dana@example.com"
         assert ack.subject.startswith(f"[SR-{sr.id}]")
         assert s.scalars(select(InboundMessage)).one().status == "done"
@@ -122,7 +122,8 @@ async def test_emergency_alerts_every_staff_member_at_once(
     await processor.process_pending()
     with database.session() as s:
         kinds = sorted((m.kind, m.to_addr) for m in s.scalars(select(OutboundMessage)))
-    assert kinds == [("ack", "dana@example.com"), ("alert", "pat@acme-homes.example")]
+    assert kinds == [("ack", "dana@example.com"), ("alert", "pat@acme-homes.example"),
+                     ("digest", "pat@acme-homes.example")]
 
 
 async def test_failures_are_retried_then_quarantined_and_can_be_reprocessed(
@@ -155,7 +156,7 @@ async def _one_request(database: Database, config: Config) -> tuple[int, str, st
     await processor.process_pending()
     with database.session() as s:
         sr = s.scalars(select(ServiceRequest)).one()
-        ack = s.scalars(select(OutboundMessage)).one()
+        ack = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "ack")).one()
         token = issue_token(s, installation_secret(s), kind="homeowner",
                             address="dana@example.com", days=30, service_request_id=sr.id)
         return sr.id, ack.message_id, plus_address(US, token.token)
@@ -170,7 +171,7 @@ async def test_auto_reply_on_our_thread_is_recorded_and_never_answered(
                            extra=f"Auto-Submitted: auto-replied\nIn-Reply-To: <{ack_id}>\n"), 2)
     await processor.process_pending()
     with database.session() as s:
-        assert len(s.scalars(select(OutboundMessage)).all()) == 1, "nothing is sent back"
+        assert len(s.scalars(select(OutboundMessage)).all()) == 2, "nothing is sent back"
         events = [e.event for e in s.scalars(select(HistoryEvent).where(
             HistoryEvent.service_request_id == sr_id))]
         assert "auto_reply_received" in events
@@ -241,7 +242,7 @@ async def test_staff_forwarding_a_homeowner_mail_opens_the_request_for_the_homeo
         assert sr.home is not None and sr.home.address == "1 Elm St"
         assert [wo.description for wo in sr.work_orders] == [
             "The kitchen sink is leaking into the cabinet below."]
-        ack = s.scalars(select(OutboundMessage)).one()
+        ack = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "ack")).one()
         assert ack.to_addr == "dana@example.com"
         received = s.scalars(select(HistoryEvent).where(
             HistoryEvent.event == "request_received")).one()

@@ -1,0 +1,156 @@
+"""Run the real ``warrantyd run`` process against a test Dovecot and SMTP sink.
+
+The daemon is a child process started with the same Python, so tests can SIGKILL it in the
+middle of its work and start it again on the same database, as an operator's crash would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dovecot import PASSWORD, Dovecot
+from smtp_sink import free_port
+
+MAILBOX = "warranty@acme-homes.example"
+STAFF = "pat@acme-homes.example"
+
+
+def write_config(tmp: Path, *, dovecot: Dovecot, smtp_port: int, db_url: str,
+                 idle: bool = True, poll_seconds: float = 1.0, extra: str = "") -> Path:
+    path = tmp / "config.toml"
+    web_port = free_port()
+    path.write_text(f"""
+[company]
+name = "Acme Homes"
+timezone = "America/Denver"
+
+[mailbox]
+address = "{MAILBOX}"
+imap_host = "127.0.0.1"
+imap_port = {dovecot.port}
+imap_security = "none"
+imap_user = "{MAILBOX}"
+imap_password_env = "TEST_IMAP_PASSWORD"
+idle = {"true" if idle else "false"}
+poll_seconds = {poll_seconds}
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from_name = "Acme Homes Warranty"
+
+[database]
+url = "{db_url}"
+
+[storage]
+data_dir = "{tmp / 'data'}"
+
+[drafter]
+engine = "offline"
+
+[staff]
+addresses = ["{STAFF}"]
+
+[web]
+listen = "127.0.0.1:{web_port}"
+base_url = "http://127.0.0.1:{web_port}"
+
+[[vendors]]
+name = "Front Range Plumbing"
+email = "dispatch@frontrange-plumbing.example.net"
+trades = ["plumbing"]
+
+[[homes]]
+address = "1412 Aspen Ridge Dr"
+community = "Willow Creek"
+closing_date = 2025-06-13
+homeowners = [{{ name = "Dana Whitfield", email = "dana@example.com" }}]
+{extra}
+""")
+    return path
+
+
+class DaemonProcess:
+    """``warrantyd run --config PATH`` as a child process, stopped by its own PID."""
+
+    def __init__(self, config: Path, *, import_existing: bool = False) -> None:
+        self.config = config
+        self.import_existing = import_existing
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = config.parent / "daemon.log"
+
+    def start(self) -> DaemonProcess:
+        args = [sys.executable, "-m", "warrantyd.daemon.cli", "run", "--config",
+                str(self.config)]
+        if self.import_existing:
+            args.append("--import-existing")
+        env = {**os.environ, "TEST_IMAP_PASSWORD": PASSWORD}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, like a power cut."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until intake has connected and taken its first look at the mailbox."""
+        wait_for(lambda: "connected to" in self.log(), timeout, "the daemon to connect", self)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str,
+             daemon: DaemonProcess | None = None, interval: float = 0.1) -> object:
+    """Poll ``predicate`` until it is truthy; fail with the daemon's log otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    tail = daemon.log()[-3000:] if daemon else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- daemon log ---\n"
+                         f"{tail}")
+
+
+def homeowner_mail(n: int, *, sender: str | None = None, body: str | None = None,
+                   subject: str | None = None) -> bytes:
+    sender = sender or f"owner{n}@example.com"
+    body = body or (f"Hi,\n\nThe kitchen faucet at our house drips all the time (request {n}).\n"
+                    "Also there is a nail pop in the upstairs hallway ceiling.\n\nThanks,\nOwner\n")
+    return (f"From: Owner {n} <{sender}>\r\nTo: {MAILBOX}\r\n"
+            f"Subject: {subject or f'Warranty items #{n}'}\r\n"
+            f"Message-ID: <owner-{n}-{time.time_ns()}@example.com>\r\n"
+            f"Date: Fri, 27 Nov 2026 10:00:00 -0700\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}").replace("\n", "\r\n").replace(
+                "\r\r\n", "\r\n").encode()
