@@ -281,6 +281,8 @@ class WorkOrder(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None]
     last_vendor_reply_at: Mapped[datetime | None]
+    last_nudged_at: Mapped[datetime | None]
+    """When the vendor was last reminded to answer (at most one nudge a day)."""
 
     service_request: Mapped[ServiceRequest] = relationship(back_populates="work_orders")
     vendor: Mapped[Vendor | None] = relationship(foreign_keys=[vendor_id])
@@ -369,3 +371,57 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- scheduling, staff sign-in, shared blobs -----------------------------------------------
+
+class JobRun(Base):
+    """One run of a scheduled job for one time slot: the unique row is the claim, so a slot
+    runs once however many daemons share the database."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(100))
+    slot: Mapped[datetime]
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class StaffLogin(Base):
+    """A one-time sign-in link mailed to a staff address (only its hash is kept)."""
+
+    __tablename__ = "staff_login"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class StaffSession(Base):
+    """A signed-in dashboard session (only the hash of the cookie value is kept)."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Blob(Base):
+    """Attachment bytes kept in the database, for daemons that share no disk."""
+
+    __tablename__ = "blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
