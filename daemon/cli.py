@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--offset", type=int, default=0)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_wo_list)
+    q = wos.add_parser("create", help="a manual work order on a service request (a draft)")
+    q.add_argument("--sr", required=True, metavar="SR-n")
+    q.add_argument("--trade", help="the trade (inferred from the description when omitted)")
+    q.add_argument("--description", required=True)
+    q.add_argument("--vendor", help="vendor name, alias or email (suggested for the draft)")
+    q.add_argument("--actor", help="who is creating it, for the history (default: cli:USER)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_wo_create)
     q = wos.add_parser("show", help="one work order with its full history")
     q.add_argument("ref", metavar="WO-n")
     q.add_argument("--json", action="store_true")
@@ -356,6 +364,33 @@ def cmd_wo_show(args: argparse.Namespace) -> int:
     def run(db: Any, config: Config) -> int:
         detail = reports.wo_show(db, args.ref)
         _emit(args, [detail], lambda d: reports.render_wo(d, tz=_zone(config)))
+        return EXIT_OK
+
+    return _records(args, run)
+
+
+def cmd_wo_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from warrantyd.daemon import reports
+    from warrantyd.daemon.staff import create_manual_work_order
+    from warrantyd.storage.models import utcnow
+
+    def run(db: Any, config: Config) -> int:
+        actor = args.actor or f"cli:{getpass.getuser()}"
+        try:
+            with db.session() as session:
+                wo = create_manual_work_order(
+                    session, config, sr_ref=args.sr, trade=args.trade,
+                    description=args.description, vendor=args.vendor, actor=actor,
+                    now=utcnow())
+                ref = wo.ref
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        detail = reports.wo_show(db, ref)
+        _emit(args, [detail], lambda d: f"{ref} created as a draft on {args.sr.upper()}; "
+                                        f"staff review it in the next digest\n"
+                                        + reports.render_wo(d, tz=_zone(config)))
         return EXIT_OK
 
     return _records(args, run)

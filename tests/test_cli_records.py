@@ -99,3 +99,30 @@ def test_bad_rows_import_nothing_and_bad_refs_exit_2(tmp: Path) -> None:
     assert "Traceback" not in missing.stderr
     reprocess = run(tmp, "inbox", "reprocess", "42")
     assert reprocess.returncode == 2 and "no inbound message 42" in reprocess.stderr
+
+
+def test_wo_create_makes_a_draft_on_the_request(tmp: Path) -> None:
+    import asyncio
+
+    from warrantyd.daemon.config import load_config
+    from warrantyd.daemon.drafting import make_drafter
+    from warrantyd.daemon.process import Processor
+    from warrantyd.storage.db import Database
+    from warrantyd.storage.inbound import store_inbound
+
+    config = load_config(tmp / "config.toml", partial=True)
+    db = Database(config.database.url)
+    db.upgrade()
+    with db.session() as s:
+        store_inbound(s, mailbox="", uidvalidity=None, uid=None, raw=MAIL)
+    asyncio.run(Processor(config, db, make_drafter(config)).process_pending())
+    db.dispose()
+    made = run(tmp, "wo", "create", "--sr", "SR-1", "--description",
+               "Re-seal the shower door, master bath", "--json")
+    assert made.returncode == 0, made.stderr
+    wo = json.loads(made.stdout)
+    assert wo["service_request"] == "SR-1" and wo["status"] == "draft"
+    assert wo["trade"] in ("plumbing", "windows_doors", "flooring_tile", "other")
+    assert any(h["actor"].startswith("cli:") for h in wo["history"])
+    bad = run(tmp, "wo", "create", "--sr", "SR-9", "--description", "x")
+    assert bad.returncode == 2 and "no service request SR-9" in bad.stderr
