@@ -21,7 +21,7 @@ from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
 from warrantyd.daemon.drafting import Requester, find_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
-from warrantyd.daemon.render import render_mail
+from warrantyd.daemon.render import localized, render, render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.parsers import classify as kinds
 from warrantyd.parsers.classify import Classification, strip_subject_prefix
@@ -296,14 +296,16 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
     token = issue_token(session, secret, kind="homeowner", address=requester.email,
                         days=365, service_request_id=sr.id, now=now)
     text, html = render_mail(
-        "ack", name=sr.requester_name, company=config.company.name, sr_ref=sr.ref,
+        "ack", language=sr.language, name=sr.requester_name, company=config.company.name,
+        sr_ref=sr.ref,
         address=sr.home.address if sr.home else None,
         issues=[_ack_issue(wo) for wo in work_orders],
         emergency=any(wo.priority == "emergency" for wo in work_orders))
     row = queue_mail(
         session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
-        kind="ack", to=requester.email, subject=f"[{sr.ref}] We received your request: "
-        f"{strip_subject_prefix(requester.subject) or 'warranty request'}"[:250],
+        kind="ack", to=requester.email, subject=render(
+            f"email/{localized('ack_subject', sr.language)}.txt", sr_ref=sr.ref,
+            subject=strip_subject_prefix(requester.subject) or "warranty request").strip()[:250],
         text=text, html=html, dedupe_key=f"ack:{sr.ref}",
         reply_to=plus_address(config.mailbox.address, token.token),
         in_reply_to=requester.message_id, references=requester.references,

@@ -36,7 +36,23 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
-def render_mail(template: str, **context: Any) -> tuple[str, str]:
-    """The text and HTML parts of ``email/TEMPLATE.txt`` and ``email/TEMPLATE.html``."""
-    return (render(f"email/{template}.txt", **context),
-            render(f"email/{template}.html", **context))
+def localized(template: str, language: str | None) -> str:
+    """``email/TEMPLATE.LANG`` when that translation exists, else ``email/TEMPLATE``.
+
+    Mail to homeowners is written in their language where we have a translation; staff and
+    vendor mail stays in the company's language.
+    """
+    lang = (language or "").lower()[:2]
+    if lang.isalpha() and lang != "en" and (TEMPLATES_DIR / "email" /
+                                            f"{template}.{lang}.txt").exists():
+        return f"{template}.{lang}"
+    return template
+
+
+def render_mail(template: str, *, language: str | None = None,
+                **context: Any) -> tuple[str, str]:
+    """The text and HTML parts of ``email/TEMPLATE.txt`` and ``email/TEMPLATE.html``
+    (or of their translation into ``language``)."""
+    name = localized(template, language)
+    return (render(f"email/{name}.txt", **context),
+            render(f"email/{name}.html", **context))

@@ -258,3 +258,19 @@ async def test_staff_mail_without_a_forward_opens_nothing(
     with database.session() as s:
         assert s.scalars(select(ServiceRequest)).all() == []
         assert s.scalars(select(OutboundMessage)).all() == []
+
+
+async def test_a_spanish_mail_is_acknowledged_in_spanish(
+        database: Database, config: Config) -> None:
+    import email
+
+    from warrantyd.daemon.drafters.offline import OfflineDrafter
+
+    _store(database, _mail("dana@example.com", "Hola, el lavabo del baño principal gotea "
+                                               "mucho y el agua sale por debajo del mueble."), 1)
+    await Processor(config, database, OfflineDrafter()).process_pending()
+    with database.session() as s:
+        ack = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "ack")).one()
+        assert "Recibimos su solicitud" in ack.subject
+        sent = email.message_from_bytes(ack.raw, policy=email.policy.default)
+        assert "Gracias por escribir" in sent.get_body(("plain",)).get_content()
