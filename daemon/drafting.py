@@ -8,7 +8,10 @@ homeowner's data, no internal notes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,6 +55,31 @@ def make_drafter(config: Config) -> Drafter:
         max_retries=config.drafter.max_retries, fallback=offline,
         per_request_token_budget=config.drafter.per_request_token_budget,
     )
+
+
+USAGE_COUNTED = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                 "cache_read_input_tokens")
+
+
+def tokens_used_today(session: Session, config: Config, now: datetime) -> int:
+    """Tokens the drafter spent since midnight in the company's time zone (all daemons)."""
+    zone = ZoneInfo(config.company.timezone)
+    midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    usages = session.scalars(select(ServiceRequest.usage).where(
+        ServiceRequest.created_at >= midnight.astimezone(UTC)))
+    return sum(int(u.get(k, 0) or 0) for u in usages if u for k in USAGE_COUNTED)
+
+
+def over_daily_budget(session: Session, config: Config, now: datetime) -> str | None:
+    """Why the language model must not be used for more drafts today, or None."""
+    if config.drafter.engine != "anthropic":
+        return None
+    used = tokens_used_today(session, config, now)
+    budget = config.drafter.daily_token_budget
+    if used < budget:
+        return None
+    return f"{used} tokens used today, over the daily budget of {budget} ([drafter] " \
+           f"daily_token_budget)"
 
 
 def find_home(session: Session, sender: str | None) -> tuple[Homeowner | None, Home | None]:
@@ -113,14 +141,19 @@ def requester_of(msg: ParsedMessage, reply: Reply, verdict: Classification,
 FORWARD_MARKER = "---------- Forwarded message ---------"
 
 
-def drafting_text(msg: ParsedMessage, reply: Reply) -> str:
+def drafting_text(msg: ParsedMessage, reply: Reply, our_addresses: Sequence[str] = ()) -> str:
     """What the drafter reads: the new text plus any forwarded mail it introduces.
 
     A homeowner who forwards a spouse's mail ("see below") means the forwarded problem, which
-    the trimmer files under the quote; it is added back behind a forward marker.
+    the trimmer files under the quote; it is added back behind a forward marker.  A part
+    sent from one of ``our_addresses`` is our own mail (an acknowledgement being answered),
+    never a new problem, so it is left out.
     """
+    ours = {a.lower() for a in our_addresses}
     text = reply.new_text
     for forwarded in msg.forwarded:
+        if forwarded.from_addr and forwarded.from_addr.lower() in ours:
+            continue
         body = forwarded.text.strip()
         if body and body not in text:
             text = f"{text}\n\n{FORWARD_MARKER}\n{body}"
@@ -132,7 +165,7 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
     """Everything the drafter may read for this mail."""
     home: Home | None = None
     name = msg.from_name
-    text = drafting_text(msg, reply)
+    text = drafting_text(msg, reply, config.our_addresses)
     if verdict.thread is not None and verdict.thread.service_request_id is not None:
         sr = session.get(ServiceRequest, verdict.thread.service_request_id)
         home = sr.home if sr is not None else None

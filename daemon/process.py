@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
-from warrantyd.daemon.drafting import draft_request_for, requester_of
+from warrantyd.daemon.drafting import draft_request_for, over_daily_budget, requester_of
+from warrantyd.daemon.leader import row_claims_for, worker_name
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
 from warrantyd.daemon.vendor_reader import read_reply, uses_model
@@ -45,7 +46,7 @@ from warrantyd.parsers.classify import (
 from warrantyd.parsers.message import ParsedMessage, parse_message
 from warrantyd.parsers.trim import Reply, extract_reply
 from warrantyd.parsers.vendor_reply import VendorReading
-from warrantyd.storage.blobs import BlobStore
+from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import due_for_processing
 from warrantyd.storage.models import InboundMessage, WorkOrder, utcnow
@@ -65,6 +66,8 @@ class Reading:
     classification: Classification
     draft_request: DraftRequest | None
     read_vendor_with_model: bool = False
+    budget_exceeded: str | None = None
+    """Why the model may not draft this mail (the daily token budget is spent)."""
 
 
 class Processor:
@@ -74,7 +77,9 @@ class Processor:
                  retry_seconds: float = 30.0) -> None:
         self.config = config
         self.db = db
-        self.blobs = BlobStore(config.storage.data_dir)
+        self.blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, db)
+        self.claims = row_claims_for(db)
+        self.worker = worker_name()
         self.drafter = drafter
         self.on_outbound = on_outbound
         self.clock = clock
@@ -89,9 +94,22 @@ class Processor:
                 ids = await asyncio.to_thread(self._due_ids)
                 if not ids:
                     return handled
+                claimed_any = False
                 for inbound_id in ids:
-                    await self.process_one(inbound_id)
+                    # Several daemons on one PostgreSQL database: take only rows no one
+                    # else is working on (the claim dies with the process that holds it).
+                    if self.claims is not None and not await asyncio.to_thread(
+                            self.claims.try_claim, inbound_id):
+                        continue
+                    claimed_any = True
+                    try:
+                        await self.process_one(inbound_id)
+                    finally:
+                        if self.claims is not None:
+                            await asyncio.to_thread(self.claims.release, inbound_id)
                     handled += 1
+                if not claimed_any:  # everything due is in other daemons' hands
+                    return handled
 
     def _due_ids(self) -> list[int]:
         with self.db.session() as session:
@@ -104,7 +122,7 @@ class Processor:
                 return
             draft = None
             if reading.draft_request is not None and reading.draft_request.text.strip():
-                draft = await self.drafter.draft(reading.draft_request)
+                draft = await self._draft(reading)
             vendor_reading = None
             if reading.read_vendor_with_model:
                 vendor_reading = await asyncio.to_thread(
@@ -117,6 +135,18 @@ class Processor:
             return
         if effects.outbound and self.on_outbound is not None:
             self.on_outbound()
+
+    async def _draft(self, reading: Reading) -> DraftResult:
+        assert reading.draft_request is not None
+        if reading.budget_exceeded is None or self.drafter.engine != "anthropic":
+            return await self.drafter.draft(reading.draft_request)
+        from warrantyd.daemon.drafters.offline import OfflineDrafter
+
+        log.warning("drafting offline: %s", reading.budget_exceeded)
+        result = await OfflineDrafter().draft(reading.draft_request)
+        result.engine = "offline (fallback: daily token budget)"
+        result.notes.insert(0, f"Drafted offline: {reading.budget_exceeded}.")
+        return result
 
     def _read(self, inbound_id: int) -> Reading | None:
         with self.db.session() as session:
@@ -133,7 +163,9 @@ class Processor:
                     verdict.kind != STAFF_MAIL or requester_of(msg, reply, verdict, self.config)):
                 request = draft_request_for(session, self.config, msg, reply, verdict)
             return Reading(inbound_id, msg, reply, verdict, request,
-                           self._vendor_model_wanted(session, msg, reply, verdict))
+                           self._vendor_model_wanted(session, msg, reply, verdict),
+                           over_daily_budget(session, self.config, self.clock())
+                           if request is not None else None)
 
     def _vendor_model_wanted(self, session: Session, msg: ParsedMessage, reply: Reply,
                              verdict: Classification) -> bool:
@@ -163,6 +195,7 @@ class Processor:
             row.status = effects.status
             row.processed_at = self.clock()
             row.last_error = None
+            row.claimed_by = self.worker  # which daemon did it, when several share the work
             return effects
 
     def _record_failure(self, inbound_id: int, exc: BaseException) -> None:

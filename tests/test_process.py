@@ -274,3 +274,30 @@ async def test_a_spanish_mail_is_acknowledged_in_spanish(
         assert "Recibimos su solicitud" in ack.subject
         sent = email.message_from_bytes(ack.raw, policy=email.policy.default)
         assert "Gracias por escribir" in sent.get_body(("plain",)).get_content()
+
+
+async def test_the_daily_token_budget_sends_drafting_offline(
+        database: Database, config: Config) -> None:
+    from dataclasses import replace
+
+    capped = replace(config, drafter=replace(config.drafter, engine="anthropic",
+                                             daily_token_budget=100))
+
+    class CountingModel(FakeDrafter):
+        engine = "anthropic"
+
+        async def draft(self, request: DraftRequest) -> DraftResult:
+            result = await super().draft(request)
+            result.usage = {"input_tokens": 80, "output_tokens": 30}
+            return result
+
+    model = CountingModel()
+    processor = Processor(capped, database, model)
+    _store(database, _mail("dana@example.com", "The kitchen sink is leaking badly"), 1)
+    _store(database, _mail("dana@example.com", "The garage door will not close now"), 2)
+    await processor.process_pending()
+    assert len(model.requests) == 1, "the second mail must not reach the model"
+    with database.session() as s:
+        engines = [sr.engine for sr in s.scalars(select(ServiceRequest).order_by(
+            ServiceRequest.id))]
+    assert engines == ["anthropic", "offline (fallback: daily token budget)"]
