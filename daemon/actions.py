@@ -28,7 +28,7 @@ from warrantyd.parsers.classify import Classification, strip_subject_prefix
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.trim import Reply
 from warrantyd.parsers.vendor_reply import VendorReading
-from warrantyd.storage.blobs import BlobStore
+from warrantyd.storage.blob_db import BlobStorage
 from warrantyd.storage.models import (
     Attachment,
     HistoryEvent,
@@ -51,7 +51,7 @@ class MailContext:
 
     session: Session
     config: Config
-    blobs: BlobStore
+    blobs: BlobStorage
     inbound: InboundMessage
     msg: ParsedMessage
     reply: Reply

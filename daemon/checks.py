@@ -8,7 +8,6 @@ asked for its model.
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 from warrantyd.daemon.config import Config
 
@@ -37,43 +36,40 @@ def _check_database(config: Config) -> CheckResult:
 
 
 async def _check_imap(config: Config) -> CheckResult:
-    from warrantyd.daemon.imap import ImapSession
+    from warrantyd.daemon.imap import ImapSession, log_in
+    from warrantyd.daemon.oauth import provider_for
 
     mb = config.mailbox
-    where = f"{mb.imap_user}@{mb.imap_host}:{mb.imap_port} ({mb.imap_security})"
+    where = f"{mb.imap_user}@{mb.imap_host}:{mb.imap_port} ({mb.imap_security}, {mb.auth})"
+    secret = ("the token source" if mb.auth == "xoauth2" else f"${mb.imap_password_env}")
     try:
         session = await ImapSession.connect(mb.imap_host, mb.imap_port, mb.imap_security,
                                             timeout=30)
         try:
-            await session.login(mb.imap_user, mb.password())
+            await log_in(session, mb, provider_for(mb.oauth_token_command, mb.oauth_token_file)
+                         if mb.auth == "xoauth2" else None)
             info = await session.select(mb.folder)
             await session.logout()
         finally:
             session.close()
     except Exception as exc:
         return ("imap", False, f"{where}: {exc or type(exc).__name__}; check [mailbox] and "
-                               f"${mb.imap_password_env}")
+                               f"{secret}")
     return ("imap", True, f"{where}: logged in; {mb.folder!r} has UIDVALIDITY "
                           f"{info.uidvalidity}")
 
 
 async def _check_smtp(config: Config) -> CheckResult:
-    import aiosmtplib
+    from warrantyd.daemon.outbox import OutboxSender
 
     sm = config.smtp
     where = f"{sm.host}:{sm.port} ({sm.security})"
     try:
-        client = aiosmtplib.SMTP(hostname=sm.host, port=sm.port, use_tls=sm.security == "tls",
-                                 start_tls=sm.security == "starttls",
-                                 timeout=sm.timeout_seconds,
-                                 tls_context=ssl.create_default_context())
-        await client.connect()
-        if sm.user:
-            await client.login(sm.user, sm.password())
-        await client.quit()
+        sender = OutboxSender(None, sm)  # type: ignore[arg-type]  # no database needed here
+        await sender.check_connection()
     except Exception as exc:
         return ("smtp", False, f"{where}: {exc or type(exc).__name__}; check [smtp] and "
-                               f"${sm.password_env}")
+                               f"${sm.password_env or 'password_env'}")
     return ("smtp", True, f"{where}: connected{' and logged in' if sm.user else ''}")
 
 

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_inbox_reprocess)
 
     p = sub.add_parser("demo", help="a sandbox that shows the whole product on this machine")
+    p.add_argument("--script", action="store_true",
+                   help="play the whole story unattended, print each step, then exit")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="keep the sandbox here (default: a temporary directory, removed at exit)")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -473,9 +477,13 @@ def cmd_inbox_reprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("warrantyd demo: not yet — the sandbox demo arrives with the monitoring work. "
-          "Meanwhile `make test` exercises the daemon end to end.")
-    return EXIT_OK
+    from warrantyd.daemon.demo import main as demo_main
+    from warrantyd.daemon.demo_servers import DemoServerError
+
+    try:
+        return demo_main(args.data_dir, script=args.script)
+    except DemoServerError as exc:
+        raise UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -18,11 +18,15 @@ import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warrantyd.daemon.drafters.base import TRADES
 
+if TYPE_CHECKING:
+    from warrantyd.storage.queries import FollowupThresholds
+
 SECURITY_CHOICES = ("tls", "starttls", "none")
+AUTH_CHOICES = ("password", "xoauth2")
 
 
 class ConfigError(Exception):
@@ -54,6 +58,10 @@ class MailboxConfig:
     idle: bool = True
     poll_seconds: float = 60.0
     max_attempts: int = 3
+    # XOAUTH2 login (Gmail, Microsoft 365): the access token comes from a command or a file.
+    auth: str = "password"
+    oauth_token_command: str = ""
+    oauth_token_file: str = ""
 
     @property
     def local_part(self) -> str:
@@ -77,6 +85,10 @@ class SmtpConfig:
     from_name: str = ""
     rate_per_recipient_per_hour: int = 20
     timeout_seconds: float = 30.0
+    # XOAUTH2 login, as for [mailbox].
+    auth: str = "password"
+    oauth_token_command: str = ""
+    oauth_token_file: str = ""
 
     def password(self) -> str:
         return os.environ.get(self.password_env, "") if self.password_env else ""
@@ -90,6 +102,9 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: Path = Path("data")
+    blobs: str = "files"
+    """Where attachment bytes live: "files" under data_dir, or "database" (shared by every
+    daemon on one PostgreSQL database, for daemons on machines that share no disk)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,42 @@ class WebConfig:
 
     def secret(self) -> str:
         return os.environ.get(self.secret_env, "") if self.secret_env else ""
+
+
+@dataclass(frozen=True)
+class FollowupConfig:
+    """``[followup]``: when something counts as stuck, and when staff and vendors hear of it.
+
+    The hour and minute thresholds feed the follow-up rules (``wo list --needs-followup``,
+    the follow-up digest); the cron expressions (company time zone, "" turns a job off)
+    drive the scheduled jobs.
+    """
+
+    draft_hours: float = 24.0
+    vendor_reply_hours: float = 48.0
+    proposed_times_hours: float = 24.0
+    overdue_hours: float = 0.0
+    emergency_ack_minutes: float = 30.0
+    digest_cron: str = "0 7 * * *"
+    nudge_after_hours: float = 24.0
+    nudge_cron: str = "0 9 * * mon-fri"
+    nudge_max: int = 3
+    catch_up_hours: float = 6.0
+    """A scheduled run missed while no daemon was up still happens at start within this."""
+
+    THRESHOLD_KEYS = ("draft_hours", "vendor_reply_hours", "proposed_times_hours",
+                      "overdue_hours", "emergency_ack_minutes")
+
+    def threshold_table(self) -> dict[str, float]:
+        """The rule thresholds as ``FollowupThresholds.from_mapping`` takes them."""
+        return {key: float(getattr(self, key)) for key in self.THRESHOLD_KEYS}
+
+    @property
+    def thresholds(self) -> FollowupThresholds:
+        """The :class:`~warrantyd.storage.queries.FollowupThresholds` of these settings."""
+        from warrantyd.storage.queries import FollowupThresholds
+
+        return FollowupThresholds(**self.threshold_table())
 
 
 @dataclass(frozen=True)
@@ -164,6 +215,8 @@ class Config:
     homes: tuple[HomeConfig, ...] = ()
     partial: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    """``extra["followup"]``: the ``[followup]`` rule thresholds, validated (see ``followup``)."""
+    followup: FollowupConfig = field(default_factory=FollowupConfig)
 
     def is_staff(self, address: str | None) -> bool:
         return bool(address) and address.lower() in self.staff.addresses
@@ -284,6 +337,19 @@ def _looks_like_address(value: str) -> bool:
     return bool(sep and local and "." in domain and " " not in value and "@" not in domain)
 
 
+def _oauth_settings(reader: _Reader, base_dir: Path) -> dict[str, str]:
+    """``auth`` and the XOAUTH2 token source of [mailbox] or [smtp], checked together."""
+    auth = reader.choice("auth", AUTH_CHOICES, "password")
+    command = reader.text("oauth_token_command", "")
+    file = reader.text("oauth_token_file", "")
+    if file and not Path(file).is_absolute():
+        file = str((base_dir / file).resolve())
+    if auth == "xoauth2" and bool(command) == bool(file):
+        reader.problem("auth", "\"xoauth2\" needs exactly one of oauth_token_command (a command "
+                               "that prints an access token) and oauth_token_file")
+    return {"auth": auth, "oauth_token_command": command, "oauth_token_file": file}
+
+
 def parse_config(data: dict[str, Any], *, path: Path | None = None,
                  partial: bool = False) -> Config:
     """Validate an already-parsed TOML document (see :func:`load_config`)."""
@@ -326,6 +392,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         idle=bool(mb.get("idle", bool, True)),
         poll_seconds=mb.positive("poll_seconds", 60.0),
         max_attempts=int(mb.positive("max_attempts", 3)),
+        **_oauth_settings(mb, base_dir),
     )
     if mailbox.processed_folder == mailbox.folder or mailbox.failed_folder == mailbox.folder:
         mb.problem("processed_folder", "processed_folder and failed_folder must differ from folder")
@@ -343,6 +410,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         from_name=sm.text("from_name", company_name),
         rate_per_recipient_per_hour=int(sm.positive("rate_per_recipient_per_hour", 20)),
         timeout_seconds=sm.positive("timeout_seconds", 30.0),
+        **_oauth_settings(sm, base_dir),
     )
     sm.unknown_keys()
 
@@ -361,6 +429,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
     data_dir = Path(st.text("data_dir", "data"))
     if not data_dir.is_absolute():
         data_dir = (base_dir / data_dir).resolve()
+    blobs = st.choice("blobs", ("files", "database"), "files")
     st.unknown_keys()
 
     dr = _Reader(f"{where}: [drafter]", data.get("drafter"), problems)
@@ -460,13 +529,60 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
                                 homeowners=tuple(owners)))
         hr.unknown_keys()
 
+    followup = _followup_config(_Reader(f"{where}: [followup]", data.get("followup"), problems),
+                                timezone)
+
     if problems:
         raise ConfigError(problems)
     return Config(
         path=path,
         company=CompanyConfig(name=company_name, timezone=timezone, trades=trades),
         mailbox=mailbox, smtp=smtp, database=DatabaseConfig(url=url),
-        storage=StorageConfig(data_dir=data_dir), drafter=drafter, staff=staff, web=web,
+        storage=StorageConfig(data_dir=data_dir, blobs=blobs),
+        drafter=drafter, staff=staff, web=web,
         vendors=tuple(vendors), homes=tuple(homes), partial=partial,
-        extra={"followup": data.get("followup", {})},
+        extra={"followup": followup.threshold_table()}, followup=followup,
     )
+
+
+def _followup_config(fu: _Reader, timezone: str) -> FollowupConfig:
+    """``[followup]``: non-negative hours and minutes, valid cron expressions ("" = off)."""
+    default = FollowupConfig()
+
+    def amount(key: str) -> float:
+        unit = "minutes" if key.endswith("_minutes") else "hours"
+        value = fu.get(key, float, getattr(default, key),
+                       hint=f"a number of {unit}, e.g. {getattr(default, key):g}")
+        if value < 0:
+            fu.problem(key, f"must be a number of {unit} ≥ 0, not {value}")
+            return float(getattr(default, key))
+        return float(value)
+
+    def cron(key: str) -> str:
+        value = fu.text(key, getattr(default, key)).strip()
+        if value.lower() in ("", "off", "never"):
+            return ""
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(value, timezone=timezone)
+        except ValueError as exc:
+            fu.problem(key, f"must be a cron expression like \"0 7 * * mon-fri\" (minute hour "
+                            f"day month weekday, company time) or \"\" to turn it off: {exc}")
+            return getattr(default, key)
+        return value
+
+    values: dict[str, Any] = {key: amount(key) for key in FollowupConfig.THRESHOLD_KEYS}
+    values["nudge_after_hours"] = amount("nudge_after_hours")
+    values["catch_up_hours"] = amount("catch_up_hours")
+    values["digest_cron"] = cron("digest_cron")
+    values["nudge_cron"] = cron("nudge_cron")
+    nudge_max = fu.get("nudge_max", int, default.nudge_max,
+                       hint="how many reminders one vendor gets for one job, e.g. 3")
+    if nudge_max < 1:
+        fu.problem("nudge_max", f"must be 1 or more, not {nudge_max} (to stop reminders, set "
+                                f"nudge_cron = \"\")")
+        nudge_max = default.nudge_max
+    values["nudge_max"] = int(nudge_max)
+    fu.unknown_keys()
+    return FollowupConfig(**values)

@@ -36,7 +36,7 @@ from warrantyd.daemon.config import Config
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
 from warrantyd.daemon.render import render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
-from warrantyd.storage.blobs import BlobStore
+from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.models import (
     Attachment,
     Digest,
@@ -183,7 +183,7 @@ def _thumbnail(content: bytes) -> bytes | None:
 def _photos(session: Session, config: Config, digest_id: int, items: list[DigestItem],
             work_orders: list[WorkOrder]) -> list[OutgoingAttachment]:
     """Fill each item's photos; return the inline thumbnails shared by every staff mail."""
-    blobs = BlobStore(config.storage.data_dir)
+    blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, session=session)
     domain = config.mailbox.address.rpartition("@")[2] or "warrantyd"
     inline: list[OutgoingAttachment] = []
     for item, wo in zip(items, work_orders, strict=True):

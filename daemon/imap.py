@@ -29,6 +29,9 @@ from typing import Any, TypeVar
 
 import aioimaplib
 
+from warrantyd.daemon.config import MailboxConfig
+from warrantyd.daemon.oauth import TokenError, TokenProvider
+
 log = logging.getLogger("warrantyd.intake")
 
 T = TypeVar("T")
@@ -47,6 +50,42 @@ class ConnectionLost(ImapTrouble):
 
 class CommandFailed(ImapTrouble):
     """The server refused a command the intake cannot do without (NO/BAD)."""
+
+
+class AuthenticationRefused(CommandFailed):
+    """The server refused our credentials (a password or an OAuth access token)."""
+
+
+class _SaslCommand(aioimaplib.Command):
+    """AUTHENTICATE that answers the server's continuations itself.
+
+    The first empty continuation asks for the initial response (servers without SASL-IR);
+    any other continuation is an error challenge, answered with an empty line so the server
+    finishes with NO instead of waiting.
+    """
+
+    def __init__(self, *args: Any, transport: Any, initial: str | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._transport = transport
+        self._initial = initial
+        self.error_challenge: bytes | None = None
+        self._answered = 0
+
+    def flush(self) -> None:
+        # aioimaplib calls flush after every chunk it reads: act once per new continuation.
+        if len(self._resp_lines) <= self._answered:
+            return
+        self._answered = len(self._resp_lines)
+        line = bytes(self._resp_lines[-1])
+        if not line.startswith(b"+"):
+            return
+        challenge = line[1:].strip()
+        if self._initial is not None and not challenge:
+            self._transport.write(self._initial.encode("ascii") + b"\r\n")
+            self._initial = None
+            return
+        self.error_challenge = challenge
+        self._transport.write(b"\r\n")
 
 
 # --- pure helpers: names and response lines -------------------------------------------------
@@ -264,6 +303,38 @@ class ImapSession:
                                 "in the environment variable named by imap_password_env")
         # Capabilities can change after login; ask rather than trust the pre-login list.
         await self._run(self.client.protocol.capability(), "CAPABILITY")
+
+    async def authenticate_xoauth2(self, user: str, token: str) -> None:
+        """``AUTHENTICATE XOAUTH2`` (Gmail, Microsoft 365) with an OAuth 2.0 access token.
+
+        aioimaplib's own ``xoauth2`` waits forever when the token is refused: the server
+        sends its error as a continuation and waits for the client's (empty) answer before
+        it says NO.  This command answers that continuation, so a bad token is a prompt
+        :class:`AuthenticationRefused` that quotes the server's reason.
+        """
+        from warrantyd.daemon.oauth import xoauth2_initial_response
+
+        protocol = self.client.protocol
+        initial = xoauth2_initial_response(user, token)
+        inline = self.has("SASL-IR")
+        command = _SaslCommand("AUTHENTICATE", protocol.new_tag(), "XOAUTH2",
+                               *((initial,) if inline else ()), loop=protocol.loop,
+                               transport=protocol.transport,
+                               initial=None if inline else initial)
+        response = await self._run(protocol.execute(command, scrub=initial),
+                                   "AUTHENTICATE XOAUTH2")
+        if response.result != "OK":
+            from warrantyd.daemon.oauth import describe_xoauth2_challenge
+
+            reason = response_text(response)
+            if command.error_challenge:
+                reason += f" ({describe_xoauth2_challenge(command.error_challenge)})"
+            raise AuthenticationRefused(
+                f"the server refused the XOAUTH2 login of {user!r}: {reason}; the access "
+                "token is expired, revoked or lacks the mail scope — check the token source "
+                "(oauth_token_command / oauth_token_file)")
+        protocol.state = aioimaplib.AUTH
+        await self._run(protocol.capability(), "CAPABILITY")
 
     # capabilities
 
@@ -498,3 +569,24 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def log_in(session: ImapSession, mailbox: MailboxConfig,
+                 tokens: TokenProvider | None) -> None:
+    """Password LOGIN, or XOAUTH2 with a token from the configured source.
+
+    A refused token is thrown away, so the next attempt fetches a fresh one.  Used by the
+    intake and by ``warrantyd check``, so both log in the same way.
+    """
+    if tokens is None:
+        await session.login(mailbox.imap_user, mailbox.password())
+        return
+    try:
+        token = await tokens.token()
+    except TokenError as exc:
+        raise ImapTrouble(f"no access token for {mailbox.imap_user}: {exc}") from exc
+    try:
+        await session.authenticate_xoauth2(mailbox.imap_user, token)
+    except AuthenticationRefused:
+        tokens.invalidate()
+        raise

@@ -47,7 +47,9 @@ from warrantyd.daemon.imap import (
     ImapSession,
     ImapTrouble,
     SelectInfo,
+    log_in,
 )
+from warrantyd.daemon.oauth import provider_for
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import InboundMessage, MailboxState, Setting, utcnow
@@ -112,6 +114,7 @@ class ImapIntake:
         self.command_timeout = command_timeout
         self.key = mailbox_key(mailbox)
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._stopping = False
         self._connected = False
         self._idle_supported: bool | None = None
@@ -123,6 +126,9 @@ class ImapIntake:
         self._last_uid = 0
         self._store_failures: set[int] = set()
         self._warned_plaintext = False
+        self.token_provider = (provider_for(mailbox.oauth_token_command,
+                                            mailbox.oauth_token_file)
+                               if mailbox.auth == "xoauth2" else None)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -143,6 +149,12 @@ class ImapIntake:
         """Finish the mail in hand, log out and return from :meth:`run`."""
         self._stopping = True
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """End the current wait (IDLE or poll) and make a pass now: another daemon on the
+        same database finished mail that this reader should file."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Read mail until :meth:`stop`; server and network trouble only cause reconnects."""
@@ -206,7 +218,7 @@ class ImapIntake:
                                             ssl_context=self.ssl_context,
                                             timeout=self.command_timeout)
         try:
-            await session.login(mb.imap_user, mb.password())
+            await log_in(session, self.mailbox, self.token_provider)
             for folder in (mb.processed_folder, mb.failed_folder):
                 if await session.ensure_folder(folder):
                     log.info("created folder %r in %s", folder, mb.address)
@@ -235,9 +247,11 @@ class ImapIntake:
         while not self._stopping:
             if self._use_idle:
                 wait = max(0.0, min(IDLE_RENEW_SECONDS, next_full - loop.time()))
-                await session.idle_until_new_mail(wait, self._stop)
+                self._wake.clear()
+                await session.idle_until_new_mail(wait, self._wake)
             else:
                 wait = max(0.0, min(self.mailbox.poll_seconds, next_full - loop.time()))
+                self._wake.clear()
                 await self._sleep_or_stop(session, wait)
             if self._stopping:
                 break
@@ -247,7 +261,7 @@ class ImapIntake:
             await self._pass(session, full=full)
 
     async def _sleep_or_stop(self, session: ImapSession, seconds: float) -> None:
-        stopper = asyncio.ensure_future(self._stop.wait())
+        stopper = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({stopper, session.lost}, timeout=seconds,
                                return_when=asyncio.FIRST_COMPLETED)

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import SmtpConfig
+from warrantyd.daemon.oauth import TokenError, provider_for
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import HistoryEvent, OutboundMessage, utcnow
 
@@ -316,6 +317,8 @@ class OutboxSender:
         self.worker_id = (worker_id
                           or f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}")
         self.tls_context = tls_context
+        self.token_provider = (provider_for(smtp.oauth_token_command, smtp.oauth_token_file)
+                               if smtp.auth == "xoauth2" else None)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_attempts = max_attempts
@@ -493,19 +496,28 @@ class OutboxSender:
         cfg = self.smtp
         if not cfg.host:
             raise _ConnectionDown("no SMTP host configured; set [smtp] host in the config file")
-        password = cfg.password()
-        if cfg.user and not password:
-            raise _ConnectionDown(f"[smtp] user is set but the password environment variable "
-                                  f"{cfg.password_env or '(password_env)'} is empty")
-        client = aiosmtplib.SMTP(
-            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout_seconds,
-            use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
-            tls_context=self.tls_context,
-            username=cfg.user or None, password=password if cfg.user else None)
+        if self.token_provider is not None:
+            client = await self._xoauth2_client()
+        else:
+            password = cfg.password()
+            if cfg.user and not password:
+                raise _ConnectionDown(f"[smtp] user is set but the password environment "
+                                      f"variable {cfg.password_env or '(password_env)'} is empty")
+            client = aiosmtplib.SMTP(
+                hostname=cfg.host, port=cfg.port, timeout=cfg.timeout_seconds,
+                use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
+                tls_context=self.tls_context,
+                username=cfg.user or None, password=password if cfg.user else None)
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as exc:
             await _close(client)
+            if self.token_provider is not None:
+                self.token_provider.invalidate()  # the next connect fetches a fresh token
+                raise _ConnectionDown(f"SMTP XOAUTH2 login as {cfg.user} refused: {exc.code} "
+                                      f"{exc.message}; the access token is expired, revoked or "
+                                      f"lacks the mail scope — check the token source "
+                                      f"({self.token_provider.source})") from exc
             raise _ConnectionDown(f"SMTP login as {cfg.user} refused: {exc.code} {exc.message}; "
                                   f"check [smtp] user and ${cfg.password_env}") from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
@@ -513,6 +525,35 @@ class OutboxSender:
             raise _ConnectionDown(f"cannot reach SMTP server {cfg.host}:{cfg.port} "
                                   f"({cfg.security}): {_describe(exc)}") from exc
         return client
+
+    async def check_connection(self) -> None:
+        """Connect and log in exactly as sending would, then quit (``warrantyd check``)."""
+        try:
+            client = await self._connect()
+        except _ConnectionDown as exc:
+            raise ConnectionError(str(exc)) from None
+        await _close(client)
+
+    async def _xoauth2_client(self) -> aiosmtplib.SMTP:
+        """A client that logs in with AUTH XOAUTH2 and a token fetched before connecting."""
+        cfg = self.smtp
+        assert self.token_provider is not None
+        if not cfg.user:
+            raise _ConnectionDown("[smtp] auth is \"xoauth2\" but user is empty; set it to the "
+                                  "mailbox the token was issued for")
+        try:
+            token = await self.token_provider.token()
+        except TokenError as exc:
+            raise _ConnectionDown(f"no SMTP access token for {cfg.user}: {exc}") from exc
+
+        async def current_token() -> str:
+            return token
+
+        return aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout_seconds,
+            use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
+            tls_context=self.tls_context, username=cfg.user,
+            oauth_token_generator=current_token)
 
     # -- database steps (run in a worker thread so the event loop never waits on a lock) ---
 

@@ -77,7 +77,6 @@ class Processor:
                  retry_seconds: float = 30.0) -> None:
         self.config = config
         self.db = db
-        self.blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, db)
         self.claims = row_claims_for(db)
         self.worker = worker_name()
         self.drafter = drafter
@@ -184,7 +183,9 @@ class Processor:
             row = session.get(InboundMessage, reading.inbound_id, with_for_update=True)
             if row is None or row.status != "new":
                 return Effects()
-            effects = act(MailContext(session, self.config, self.blobs, row, reading.msg,
+            blobs = blob_store_for(self.config.storage.blobs, self.config.storage.data_dir,
+                                   self.db, session=session)
+            effects = act(MailContext(session, self.config, blobs, row, reading.msg,
                                       reading.reply, reading.classification, draft,
                                       self.clock(), vendor_reading))
             row.classification = reading.classification.kind

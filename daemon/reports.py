@@ -247,9 +247,12 @@ def needs_followup(db: Database | Session, filters: WorkOrderFilter | None = Non
                    tz: tzinfo = UTC) -> list[dict[str, Any]]:
     """Work orders stuck long enough that staff should look, each with ``followup_reason``.
 
-    Drafts waiting more than ``draft_hours``, jobs in progress with no vendor reply
-    ``vendor_reply_hours`` after they were sent, scheduled dates passed without completion,
-    and anything flagged (e.g. "vendor email bounced").
+    Drafts waiting more than ``draft_hours``, emergencies still drafts after
+    ``emergency_ack_minutes``, jobs in progress with no vendor reply ``vendor_reply_hours``
+    after they were sent, proposed times unconfirmed after ``proposed_times_hours``,
+    scheduled dates passed without completion, vendors whose address bounced, anything
+    flagged (e.g. "vendor email bounced"), and requests whose every job is done but which
+    are not resolved (on their newest completed work order).
     """
     with _reading(db) as session:
         rows = []

@@ -17,12 +17,19 @@ from typing import Any
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.directory import sync_config_records
 from warrantyd.daemon.drafting import make_drafter
-from warrantyd.daemon.intake import ImapIntake
+from warrantyd.daemon.intake import ImapIntake, mailbox_key
+from warrantyd.daemon.leader import MailboxReader, poll_processing, run_every, startup_lock
 from warrantyd.daemon.outbox import OutboxSender
 from warrantyd.daemon.process import Processor
+from warrantyd.daemon.scheduler import JobScheduler
 from warrantyd.storage.db import Database
 
 log = logging.getLogger("warrantyd.service")
+
+PROCESS_POLL_SECONDS = 1.0
+"""On PostgreSQL every daemon looks for stored mail this often, reader of the mailbox or not."""
+RELEASE_DEAD_CLAIMS_SECONDS = 5.0
+"""On PostgreSQL, how often outbound mail claimed by a dead daemon of this host is freed."""
 
 
 class Service:
@@ -37,24 +44,32 @@ class Service:
         self.intake: ImapIntake | None = None
         self.sender: OutboxSender | None = None
         self.processor: Processor | None = None
+        self.reader: MailboxReader | None = None
+        self.scheduler: JobScheduler | None = None
         self._stopping = asyncio.Event()
 
     def prepare(self) -> None:
-        """Schema upgrade and config records; run before the loop starts."""
-        self.db.upgrade()
-        self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.db.session() as session:
-            sync_config_records(session, self.config)
+        """Schema upgrade and config records; run before the loop starts (one daemon at a
+        time on a shared database: see ``leader.startup_lock``)."""
+        with startup_lock(self.db):
+            self.db.upgrade()
+            self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+            with self.db.session() as session:
+                sync_config_records(session, self.config)
 
     def stop(self) -> None:
         if self._stopping.is_set():
             return
         log.info("stopping: finishing the mail in hand")
         self._stopping.set()
+        if self.reader is not None:
+            self.reader.stop()
         if self.intake is not None:
             self.intake.stop()
         if self.sender is not None:
             self.sender.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
 
     async def run(self) -> None:
         self.prepare()
@@ -67,30 +82,61 @@ class Service:
                                    tls_context=self.smtp_tls_context)
         self.processor = Processor(self.config, self.db, make_drafter(self.config),
                                    on_outbound=self.sender.wake)
-        self.intake = ImapIntake(self.config.mailbox, self.db,
-                                 process=self.processor.process_pending,
-                                 import_existing=self.import_existing,
-                                 ssl_context=self.imap_ssl_context)
+        # Follow-up digest, vendor reminders, cron approval digests: one run per slot.
+        self.scheduler = JobScheduler(self.db, self.config, on_mail=self.sender.wake)
+        # Only the daemon holding the mailbox lock reads IMAP; every daemon processes and
+        # sends (rows are claimed, so several daemons on PostgreSQL share the work).
+        self.reader = MailboxReader(self.db, mailbox_key(self.config.mailbox), self._new_intake)
+        tasks = [self.reader.run(), self.sender.run()]
+        if self.db.is_postgresql:
+            tasks.append(poll_processing(self.processor.process_pending, self._stopping,
+                                         PROCESS_POLL_SECONDS))
+            tasks.append(run_every(RELEASE_DEAD_CLAIMS_SECONDS, self._release_dead_claims,
+                                   self._stopping, "freeing dead daemons' outbound claims"))
         from warrantyd.daemon.web import WebServer  # aiohttp: imported after the schema is up
 
-        web = WebServer(self.config, self.db)
+        # Live intake/outbox state for /healthz and /metrics; sign-in mail wakes the sender.
+        web = WebServer(self.config, self.db, status=lambda: self.status,
+                        on_outbound=self.sender.wake)
         try:
             try:
                 await web.start()
             except OSError as exc:  # mail matters more than the page: keep handling it
                 log.error("%s; running without the vendor details pages", exc)
             log.info("warrantyd running for %s", self.config.mailbox.address)
-            await asyncio.gather(self.intake.run(), self.sender.run())
+            self.scheduler.start()
+            await asyncio.gather(*tasks)
         finally:
+            await self.scheduler.aclose()
             await web.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self.db.dispose()
             log.info("warrantyd stopped")
 
+    async def _release_dead_claims(self) -> None:
+        """Another daemon on this host died holding outbound mail: send it now rather than
+        after its lease runs out."""
+        assert self.sender is not None
+        if await asyncio.to_thread(self.sender.release_dead_claims):
+            self.sender.wake()
+
+    def _new_intake(self) -> ImapIntake:
+        assert self.processor is not None
+        self.intake = ImapIntake(self.config.mailbox, self.db,
+                                 process=self.processor.process_pending,
+                                 import_existing=self.import_existing,
+                                 ssl_context=self.imap_ssl_context)
+        return self.intake
+
     @property
     def status(self) -> dict[str, Any]:
         return {
-            "intake": self.intake.status if self.intake else None,
+            # Only the mailbox reader's intake is live; the others report None so that
+            # /healthz reads the reader's state from the database.
+            "intake": self.intake.status
+            if self.intake is not None and self.reader is not None and self.reader.holding
+            else None,
             "outbox": self.sender.status if self.sender else None,
+            "scheduler": self.scheduler.status if self.scheduler else None,
         }

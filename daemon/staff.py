@@ -700,7 +700,13 @@ def _digest_of(ctx: MailContext) -> Digest | None:
 
 
 def _refuse(ctx: MailContext, why: str, digest: Digest | None) -> Effects:
-    """Nothing happens; staff hear of it in the next digest, the sender hears nothing."""
+    """Nothing happens; staff hear of it in the next digest, the sender hears nothing.
+
+    When the From is a configured staff address, that address (taken from the config, never
+    from the mail) is told once a day why a reply was refused: a real staff member with an
+    expired digest learns what to do, and a forger learns nothing, since the notice goes to
+    the person being impersonated.
+    """
     sr_id = digest.service_request_id if digest is not None else None
     if sr_id is None and ctx.verdict.thread is not None:
         sr_id = ctx.verdict.thread.service_request_id
@@ -709,7 +715,18 @@ def _refuse(ctx: MailContext, why: str, digest: Digest | None) -> Effects:
            f"{why} (subject '{subject}'); nothing was applied and no reply was sent",
            sr_id=sr_id, inbound=ctx.inbound, at=ctx.now)
     log.warning("command mail from %s refused: %s", ctx.sender, why)
-    return Effects(status="ignored")
+    effects = Effects(status="ignored")
+    staff = next((a for a in ctx.config.staff.addresses if a == ctx.msg.from_addr), None)
+    if staff is not None:
+        day = f"{_local(ctx.config, ctx.now):%Y-%m-%d}"
+        text, html = render_mail("staff_refused", company=ctx.config.company.name, why=why,
+                                 subject=subject, token_days=ctx.config.staff.token_days)
+        effects.outbound.append(queue_mail(
+            ctx.session, our_address=ctx.config.mailbox.address,
+            from_name=ctx.config.smtp.from_name, kind="receipt", to=staff,
+            subject=f"Not applied: {subject or 'your reply'}"[:250], text=text, html=html,
+            dedupe_key=f"refused:{staff}:{day}", service_request_id=sr_id, now=ctx.now))
+    return effects
 
 
 def handle_staff_reply(ctx: MailContext) -> Effects:

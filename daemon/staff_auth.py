@@ -9,10 +9,13 @@ DKIM pass.  Homeowners and vendors never get command rights, whatever they write
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from warrantyd.daemon.config import Config
 from warrantyd.parsers.authres import authentication_verdict
 from warrantyd.parsers.classify import STAFF_REPLY, Classification
 from warrantyd.parsers.message import ParsedMessage
+from warrantyd.storage.models import utcnow
 
 
 def authorize_staff_reply(msg: ParsedMessage, verdict: Classification,
@@ -32,7 +35,16 @@ def authorize_staff_reply(msg: ParsedMessage, verdict: Classification,
                            f"but the mail is from {sender}")
         how = "reply token issued to the sender"
     elif thread.evidence == "message-id":
-        how = "In-Reply-To/References names our digest"
+        # For clients that drop the plus-address: the digest named must have been sent to
+        # this very staff member, and no longer ago than a token would live.
+        if thread.token_address != sender:
+            return False, (f"the digest named in In-Reply-To/References was sent to "
+                           f"{thread.token_address}, but the mail is from {sender}")
+        age_limit = timedelta(days=config.staff.token_days)
+        if thread.issued_at is None or utcnow() - thread.issued_at > age_limit:
+            return False, (f"the digest named in In-Reply-To/References is older than "
+                           f"{config.staff.token_days} days ([staff] token_days)")
+        how = "In-Reply-To/References names our digest to the sender"
     else:
         return False, f"only a subject tag ties it to a digest ({thread.evidence})"
     if config.staff.require_authenticated_sender:

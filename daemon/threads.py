@@ -35,7 +35,8 @@ class DbThreadLookup:
             self.token_problems.append(f"+{token}: {problem}")
             return None
         return ThreadRef(kind=row.kind, evidence="token", token=row.token,
-                         token_address=row.address, digest_id=row.digest_id,
+                         token_address=row.address, issued_at=row.created_at,
+                         digest_id=row.digest_id,
                          service_request_id=row.service_request_id,
                          work_order_id=row.work_order_id,
                          detail=f"{row.kind} token issued to {row.address}")
@@ -57,6 +58,7 @@ class DbThreadLookup:
             part = row.dedupe_key.split(":")[1]
             digest_id = int(part) if part.isdigit() else None
         return ThreadRef(kind=kind, evidence="message-id", digest_id=digest_id,
+                         token_address=row.to_addr, issued_at=row.created_at,
                          service_request_id=row.service_request_id,
                          work_order_id=row.work_order_id,
                          detail=f"In-Reply-To/References names our {row.kind} mail <{message_id}>")

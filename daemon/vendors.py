@@ -46,7 +46,8 @@ from warrantyd.daemon.tokens import installation_secret, issue_token, plus_addre
 from warrantyd.parsers.classify import Classification
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.vendor_reply import VendorReading, read_vendor_reply
-from warrantyd.storage.blobs import BlobNotFound, BlobStore
+from warrantyd.storage.blob_db import blob_store_for
+from warrantyd.storage.blobs import BlobNotFound
 from warrantyd.storage.models import (
     Attachment,
     HistoryEvent,
@@ -275,10 +276,10 @@ def _too_big_image(content: bytes) -> bool:
         return False
 
 
-def mail_attachments(config: Config, photos: list[PhotoRef]
+def mail_attachments(session: Session, config: Config, photos: list[PhotoRef]
                      ) -> tuple[list[OutgoingAttachment], list[str]]:
     """The photos as mail attachments (large images scaled down); and the names left out."""
-    blobs = BlobStore(config.storage.data_dir)
+    blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, session=session)
     attached: list[OutgoingAttachment] = []
     left_out: list[str] = []
     total = 0
@@ -340,7 +341,7 @@ def _vendor_mail(session: Session, config: Config, wo: WorkOrder, vendor: Vendor
     attachments: list[OutgoingAttachment] = []
     left_out: list[str] = []
     if with_photos:
-        attachments, left_out = mail_attachments(config, list(view.photos))
+        attachments, left_out = mail_attachments(session, config, list(view.photos))
     tz = config.company.timezone
     text, html = render_mail(
         template, view=view, link=link, link_expires=_date(expires, tz),
@@ -640,13 +641,16 @@ def vendor_may_act(msg: ParsedMessage, verdict: Classification, wo: WorkOrder) -
     """Why the mail may act on ``wo`` (sender or token is its vendor), or None."""
     vendor = wo.vendor
     thread = verdict.thread
-    if vendor is None or wo.status in ("draft", "rejected"):
+    if vendor is None or wo.status in ("draft", "rejected") or thread is None:
         return None
-    if msg.from_addr and msg.from_addr == vendor.email:
-        return "sender is the work order's vendor"
-    if (thread is not None and thread.evidence == "token" and thread.kind == "vendor"
-            and thread.work_order_id == wo.id and thread.token_address == vendor.email):
+    if thread.work_order_id != wo.id or thread.token_address != vendor.email:
+        return None
+    # A From header and a [WO-n] subject are anyone's to write: acting on a job needs the
+    # reply token we gave its vendor, or the vendor answering our notice by its Message-ID.
+    if thread.evidence == "token" and thread.kind == "vendor":
         return f"reply token issued to the work order's vendor ({vendor.email})"
+    if thread.evidence == "message-id" and msg.from_addr == vendor.email:
+        return "the vendor answered our notice (In-Reply-To/References)"
     return None
 
 

@@ -30,11 +30,14 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from warrantyd.daemon.config import Config
+from warrantyd.daemon.dashboard import register_dashboard
+from warrantyd.daemon.health import StatusProvider, register_health
 from warrantyd.daemon.links import LinkExpired, LinkInvalid, read_link_token
 from warrantyd.daemon.render import render
 from warrantyd.daemon.tokens import installation_secret
 from warrantyd.daemon.vendors import format_visit, vendor_replies, vendor_view
-from warrantyd.storage.blobs import BlobNotFound, BlobStore
+from warrantyd.storage.blob_db import blob_store_for
+from warrantyd.storage.blobs import BlobNotFound
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import WorkOrder, utcnow
 
@@ -151,7 +154,7 @@ class VendorPages:
         self.db = db
         self.secret = secret
         self.clock = clock
-        self.blobs = BlobStore(config.storage.data_dir)
+        self.blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, db)
         self.zone = ZoneInfo(config.company.timezone)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -223,14 +226,21 @@ class VendorPages:
 
 
 def make_app(config: Config, db: Database, secret: bytes, *,
-             clock: Callable[[], datetime] = utcnow) -> web.Application:
-    """The aiohttp application (other pages, such as a staff dashboard, can be added to it)."""
+             clock: Callable[[], datetime] = utcnow, status: StatusProvider | None = None,
+             on_outbound: Callable[[], None] | None = None) -> web.Application:
+    """The aiohttp application: vendor pages, the staff dashboard, /healthz and /metrics.
+
+    ``status`` gives the running daemon's live intake/outbox state to /healthz and /metrics;
+    ``on_outbound`` wakes the outbox sender when a page queues a mail (a sign-in link).
+    """
     pages = VendorPages(config, db, secret, clock)
     app = web.Application(middlewares=[_error_pages(config.company.name)],
                           client_max_size=64 * 1024)
     app.router.add_get(r"/v/{token:[A-Za-z0-9_.\-]+}", pages.page)
     app.router.add_get(r"/v/{token:[A-Za-z0-9_.\-]+}/photo/{number:[1-9][0-9]{0,3}}",
                        pages.photo)
+    register_health(app, config, db, clock=clock, status=status)
+    register_dashboard(app, config, db, secret, clock=clock, on_outbound=on_outbound)
     app.on_response_prepare.append(_security_headers)
     return app
 
@@ -239,10 +249,13 @@ class WebServer:
     """Serves :func:`make_app` on ``[web] listen`` until stopped."""
 
     def __init__(self, config: Config, db: Database, *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, status: StatusProvider | None = None,
+                 on_outbound: Callable[[], None] | None = None) -> None:
         self.config = config
         self.db = db
         self.clock = clock
+        self.status = status
+        self.on_outbound = on_outbound
         host, _, port = config.web.listen.rpartition(":")
         self.host = host.strip("[]") or "127.0.0.1"
         self.port = int(port)
@@ -254,7 +267,8 @@ class WebServer:
 
     async def start(self) -> None:
         secret = await asyncio.to_thread(self._secret)
-        app = make_app(self.config, self.db, secret, clock=self.clock)
+        app = make_app(self.config, self.db, secret, clock=self.clock, status=self.status,
+                       on_outbound=self.on_outbound)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from warrantyd.parsers.automation import AutoReply, Bounce, detect_auto_reply, detect_bounce
@@ -46,7 +47,9 @@ class ThreadRef:
     """"token", "message-id" or "subject"."""
     token: str | None = None
     token_address: str | None = None
-    """Whom the token was issued to."""
+    """Whom the token, or the mail named by Message-ID, was sent to."""
+    issued_at: datetime | None = None
+    """When that token or mail was issued (for expiry of the Message-ID evidence)."""
     digest_id: int | None = None
     service_request_id: int | None = None
     work_order_id: int | None = None
@@ -105,8 +108,13 @@ def plus_tokens(addresses: tuple[str, ...], our_address: str) -> list[str]:
 
 def is_own_mail(msg: ParsedMessage, our_addresses: tuple[str, ...]) -> str | None:
     """Why ``msg`` is mail we sent ourselves, or None."""
-    if msg.header("X-Warrantyd-Kind") is not None and msg.from_addr in our_addresses:
-        return f"our own {msg.header('X-Warrantyd-Kind')} mail (From {msg.from_addr})"
+    kind = msg.header("X-Warrantyd-Kind")
+    if kind is not None:
+        if msg.from_addr in our_addresses:
+            return f"our own {kind} mail (From {msg.from_addr})"
+        # Another warrantyd (a second builder, a sister division) answering us: two machines
+        # must never converse, even when a relay stripped Auto-Submitted.
+        return f"machine mail ({kind}) from another warrantyd installation at {msg.from_addr}"
     if msg.from_addr and msg.from_addr in our_addresses:
         return f"From is our own address {msg.from_addr}"
     if msg.from_addr:

@@ -499,6 +499,13 @@ def _parse_verb_line(verb: str, norm: str, orig: str, rest_at: int, line_no: int
                     f"line {line_no}: '{text}' is not a priority; use emergency, urgent "
                     "or routine"
                 )
+        elif verb == "edit" and re.fullmatch(r"\s*(trade|priority)\s*[:=]?\s*",
+                                             _clean(rest_norm[prefix.end() :]), re.I):
+            named = _clean(rest_norm[prefix.end() :]).strip(" :=").lower()
+            choices = ("emergency, urgent or routine" if named == "priority"
+                       else "a trade such as plumbing or drywall")
+            draft.problems.append(f"line {line_no}: 'edit … {named}:' needs a value after the "
+                                  f"colon ({choices})")
         elif not text.strip(_TRAILING_PUNCT + " "):
             text = ""  # "reject 2." is a reject without a reason
         draft.text_parts.append(text)

@@ -183,7 +183,8 @@ def _parse(raw: bytes, errors: list[str]) -> ParsedMessage:
     except Exception as exc:
         errors.append(f"body could not be fully read ({type(exc).__name__}: {exc})")
     text = body.text()
-    forwarded = [*body.forwarded, *_inline_forwards(text, _is_forward_subject(first("Subject")))]
+    forwarded = [*body.forwarded, *_inline_forwards(text, _is_forward_subject(first("Subject")),
+                                                     _is_reply_subject(first("Subject")))]
     try:
         content_type = msg.get_content_type()
     except Exception:
@@ -728,8 +729,20 @@ _HEADER_LINE_RE = re.compile(
 )
 
 
+_REPLY_SUBJECT_PREFIX_RE = re.compile(
+    r"^\s*(?:\[[^\]]*\]\s*)?(?:re|aw|sv|antw|vs|ref|res|odp|отв|回复|回覆)\s*(?:\[\d+\])?\s*:",
+    re.IGNORECASE,
+)
+_ORIGINAL_MESSAGE_RE = re.compile(r"^\s*-{2,}\s*original\s+message\b", re.IGNORECASE)
+
+
 def _is_forward_subject(subject: str) -> bool:
     return bool(_FORWARD_SUBJECT_PREFIX_RE.match(subject))
+
+
+def _is_reply_subject(subject: str) -> bool:
+    """"RE:", "AW:", "SV:" ...: the mail answers another, so a quote in it is history."""
+    return bool(_REPLY_SUBJECT_PREFIX_RE.match(subject)) and not _is_forward_subject(subject)
 
 
 def _starts_header_block(lines: list[str], i: int) -> bool:
@@ -739,16 +752,21 @@ def _starts_header_block(lines: list[str], i: int) -> bool:
     return sum(1 for line in near if _HEADER_LINE_RE.match(line)) >= 2
 
 
-def _inline_forwards(text: str, forward_subject: bool) -> list[ForwardedMessage]:
+def _inline_forwards(text: str, forward_subject: bool,
+                     reply_subject: bool = False) -> list[ForwardedMessage]:
     """Forwards pasted into the body.
 
     Found at a "---------- Forwarded message ---------" style separator, or, when the
     subject says the mail is a forward ("Fwd:", "TR:", "WG:"), at the first header block.
+    In a reply ("RE:", "AW:", "SV:") Outlook's "-----Original Message-----" introduces the
+    quoted mail being answered, not a forward, so it is left to the quote trimmer.
     """
     found: list[ForwardedMessage] = []
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if len(line) <= 200 and _FORWARD_SEPARATOR_RE.match(line):
+            if reply_subject and _ORIGINAL_MESSAGE_RE.match(line):
+                continue
             start = i + 1
         elif forward_subject and not found and _starts_header_block(lines, i):
             start = max(0, i - 4)

@@ -5,10 +5,11 @@ Vendors answer in a sentence or two, in their own shorthand ("Thu 8-10 works", "
 reads too much (phone numbers, "8-10 degrees", the quoted notification) and too little
 (bare working hours).  This module therefore has its own small grammar:
 
-* **day mentions** - today/tomorrow, weekday names, month-day dates, numeric ``m/d`` dates,
-  ISO dates and "the 9th", in English and Spanish;
-* **time mentions** - clock times, ranges ("8-10", "between 10 and noon", "de 8 a 10") and
-  parts of the day ("morning" 08-12, "afternoon" 12-17);
+* **day mentions** - today/tomorrow (and "tmrw", "tmr", "2moro", "tom."), weekday names and
+  their short forms ("weds", "thurs", "tues"), month-day dates, numeric ``m/d`` dates, ISO
+  dates and "the 9th", in English and Spanish;
+* **time mentions** - clock times ("9", "9a", "@ 9", "~10", "10ish", "around 10"), ranges
+  ("8-10", "9a-11a", "between 10 and noon", "de 8 a 10") and parts of the day;
 
 which are paired up sentence by sentence into *slots*, and resolved against the reply's
 ``Date`` converted to the company's time zone.  Month names are recognised in every
@@ -22,7 +23,21 @@ Conventions (they match how people in the trades write):
 * a date without a year is the next such date (a "Jan 4" written in December is next year),
   except a date of the last two weeks, which is a reference to the past;
 * bare hours are working hours: 1-6 are afternoon, 7-11 morning, 12 noon ("11-1" is
-  11:00-13:00);
+  11:00-13:00); a bare hour right after a day ("tmrw 10", "Tues 9 works") is a time, unless
+  it is that day's own date ("Thu 3" on Thursday the 3rd);
+* parts of the working day: "morning" 08-12, "late morning" 10-12, "afternoon" and "after
+  lunch" 12-17, "late afternoon" and "end of day" 15-17 ("by end of day" is a deadline, not
+  a visit); "first thing" (and "a primera hora") without a clock time is 08:00 with no
+  window end - the start of the working day, as the trades say it - and with a clock time
+  ("first thing, 7:30") the clock time wins;
+* "can't get to it until January", "booked out through the 15th", "not before next week":
+  the vendor will do the work later but sets no visit, so it is a ``delay`` without a date
+  (with a visit time in the same reply it is a confirmation of that time);
+* a ``completed`` reply reports the work on this job as done ("done", "all set", "we
+  fixed it", "repair complete"); an instruction ("mark it done"), a wish or a condition
+  ("once it's fixed we'll invoice") is not a report;
+* a price is money in any notation ("$450", "1,200.00", "850 USD", "300 bucks", "1.2k",
+  "3,500 pesos"); a bare figure counts only right after a price word;
 * the UTC offset is the one in force on the visit day, not on the reply day.
 
 Everything here is pure: no I/O, no clock; the reply's own ``Date`` is "now".
@@ -187,6 +202,15 @@ def _normalize(text: str) -> str:
     text = re.sub(r"[‐‑‒–—―]", "-", text)
     text = text.replace("’", "'").replace("‘", "'").replace("\u00a0", " ")
     text = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", text)
+    # "tom. at 9" is tomorrow; its period would otherwise end the sentence.
+    text = re.sub(r"\btom\.(?=\s*(?:at\b|around\b|@|~|\d|morning|afternoon|first thing))",
+                  "tomorrow", text)  # fmt: skip
+    # Shorthand for "around": "@ 9", "~10", "10ish", "noon-ish" all read as "at/around <time>".
+    text = re.sub(r"(?<![\w.])@\s*(?=\d|noon)", " at ", text)
+    text = re.sub(r"~\s*(?=\d|noon)", " around ", text)
+    text = re.sub(
+        r"(?<![\w:./$,-])(\d{1,2}(?::\d{2})?(?:\s?[ap]m)?|noon)\s?-?\s?ish\b", r"around \1", text
+    )
     text = re.sub(
         r"\b(jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thur|thurs"
         r"|fri|sat|sun|ene|abr|ago|dic)\.",
@@ -315,6 +339,8 @@ _MASK_RES = (
     # Phone numbers, money, ticket and invoice numbers, measurements: never dates or times.
     re.compile(r"\(?\b\d{3}\)?[\s.-]?\d{3}[.-]\d{4}\b"),
     re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?k?"),
+    re.compile(r"\b\d[\d,]*(?:\.\d+)?\s?(?:k\s?)?(?:dollars?|dolares|usd|bucks|pesos|grand)\b"
+               r"|\b\d{1,3}(?:\.\d{1,2})?k\b|\b\d{1,3}(?:,\d{3})+\.\d{2}\b"),
     re.compile(r"\b24\s*/\s*7\b|\b24\s*x\s*7\b"),
     re.compile(r"#\s?\d+"),
     re.compile(r"\b\d+(?:[./]\d+)?\s*(?:inch(?:es)?|in\b(?!\s+(?:the|a|an)\b)|ft\b|feet|foot|\"|'|%|degrees?|deg\b"
@@ -343,8 +369,10 @@ _DAY_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("relative", re.compile(
-        r"\b(?:(?P<plus2>day after tomorrow|pasado\s+manana)|(?P<plus1>tomorrow|tomorow|tmrw"
-        r"|tmr|tmw)(?:'s)?|(?P<zero>today|tonight|hoy)(?:'s)?|(?P<zero2>this|esta)(?=\s+(?:morning"
+        r"\b(?:(?P<plus2>day after tomorrow|pasado\s+manana)|(?P<plus1>tomorrow|tomorow|tommorow"
+        r"|tommorrow|tmrw|tmrow|tmr|tmw|2moro|2morrow|2mrw|tom\.?(?=\s*(?:at\b|around\b|\d"
+        r"|morning|afternoon|first thing|between\b)))(?:'s)?|(?P<zero>today|tonight|hoy)(?:'s)?"
+        r"|(?P<zero2>this|esta)(?=\s+(?:morning"
         r"|afternoon|evening|manana|tarde|noche)\b)|(?P<minus>yesterday|ayer))\b"
         r"|(?<!la )(?<!esta )(?<!de )(?<!las )(?<!cada )\b(?P<manana>manana)\b(?!\s+de\b)"
     )),
@@ -380,7 +408,8 @@ _UNIT_AFTER = (
 _BEFORE_NUMBER = r"(?<![\d/.$#,:-])"
 
 _RANGE_RE = re.compile(
-    r"(?P<prefix>\b(?:between|from|entre|de|btwn|btw)\s+(?:las?\s+)?)?"
+    r"(?P<prefix>\b(?:between|from|entre|de|btwn|btw|window(?:\s+(?:of|is|will be))?:?)\s+"
+    r"(?:las?\s+)?)?"
     + _BEFORE_NUMBER
     + _T1
     + r"\s*(?P<sep>-|to|till|til|until|thru|through|and|y|a|&)\s*(?:las?\s+)?"
@@ -397,15 +426,26 @@ _SINGLE_RE = re.compile(
     + _UNIT_AFTER
 )
 _PART_RE = re.compile(
-    r"\b(?P<morning>first thing(?: in the morning)?|morning|mornings|manana|in the am)\b"
-    r"|\b(?P<afternoon>afternoon|afternoons|tarde)\b|\b(?P<evening>evening|tonight|noche)\b"
+    r"\b(?P<first_thing>first thing(?: in the (?:morning|am))?|(?:a |en )?primera hora"
+    r"|first stop(?: of the day)?)\b"
+    r"|\b(?P<late_morning>late(?: in the)? morning)\b"
+    r"|(?<!\bby )(?<!\bbefore )(?<!\buntil )(?<!\btill )(?<!\bthe )\b(?P<late_afternoon>late"
+    r"(?: in the)? afternoon|end of (?:the )?(?:day|business day|work ?day)|eod)\b"
+    r"|\b(?P<morning>morning|mornings|manana|in the am)\b"
+    r"|\b(?P<afternoon>afternoon|afternoons|tarde|after lunch)\b"
+    r"|\b(?P<evening>evening|tonight|noche)\b"
     r"|(?<=\w)\s+(?P<ampm>am|pm)\b"
 )
+_PART_NAMES = ("first_thing", "late_morning", "late_afternoon", "morning", "afternoon",
+               "evening", "ampm")  # fmt: skip
 _OLD_TIME_RE = re.compile(
     r"(?:instead of|rather than|not|en vez de|en lugar de|was|were|originally|from)\s+"
     r"(?:at\s+|the\s+)?$"
 )
-_PART_WINDOWS: dict[str, tuple[time, time]] = {
+_PART_WINDOWS: dict[str, tuple[time, time | None]] = {
+    "first_thing": (time(8), None),
+    "late_morning": (time(10), time(12)),
+    "late_afternoon": (time(15), time(17)),
     "morning": (time(8), time(12)),
     "afternoon": (time(12), time(17)),
     "evening": (time(17), time(20)),
@@ -524,6 +564,13 @@ def _day_mentions(text: str, today: date, spanish: bool) -> list[_Mention]:
     return _merge_adjacent_days(found, text)
 
 
+_SHORT_DAY_TIME_AFTER = (
+    r"[\s,]*(?:\d|(?:at|around|about|between)\s+(?:\d|noon)|noon|morning|afternoon|first thing"
+    r"|[ap]m\b|or\s+(?:" + _WEEKDAY_ALT + r")\b)"
+)
+"""What makes "sat" or "sun" a weekday rather than a word: a time or another day after it."""
+
+
 def _day_mention(kind: str, m: re.Match[str], today: date, spanish: bool) -> _Mention | None:
     groups = m.groupdict()
     year = int(groups["year"]) if groups.get("year") else None
@@ -560,9 +607,10 @@ def _day_mention(kind: str, m: re.Match[str], today: date, spanish: bool) -> _Me
     elif kind == "weekday":
         word = groups["wd"]
         before = m.string[max(0, m.start() - 6) : m.start()]
-        after = m.string[m.end() : m.end() + 3]
+        after = m.string[m.end() : m.end() + 16]
         if word in ("sat", "sun", "mar") and not (
-            re.search(r"\b(?:on|this|next|el)\s*$", before) or re.match(r"[\s,]*\d", after)
+            re.search(r"(?:\b(?:on|this|next|el|or)|/)\s*$", before)
+            or re.match(_SHORT_DAY_TIME_AFTER, after)
         ):
             return None
         if groups.get("last"):
@@ -655,8 +703,33 @@ def _meridiem(groups: dict[str, str | None], n: str) -> str | None:
     return value
 
 
-def _time_mentions(text: str, day_spans: list[tuple[int, int]], hint: str | None) -> list[_Mention]:
+_BARE_HOUR_GAP_RE = re.compile(r"[\s,]+")
+_BARE_HOUR_END_RE = re.compile(
+    r"\s*(?:$|[,.;!?)]|(?:works?|ok|okay|good|fine|if|is|should|sounds?|for|then|and|or|see"
+    r"|thanks|thx|we|i|our|my|the|tech|if)\b)"
+)
+
+
+def _bare_hour_after_day(text: str, m: re.Match[str], days: list[_Mention]) -> bool:
+    """ "tmrw 10", "Tues 9 works": a bare hour written right after a day names the time.
+
+    Not when the number is the day's own date ("Thu 10" on a Thursday the 10th) and not
+    when a word follows that makes it a count ("Thu 2 techs").
+    """
+    groups = m.groupdict()
+    if groups.get("sw") or groups.get("sh") is None or not 1 <= int(str(groups["sh"])) <= 12:
+        return False
+    if not _BARE_HOUR_END_RE.match(text, m.end()):
+        return False
+    for day in days:
+        if day.end <= m.start() and _BARE_HOUR_GAP_RE.fullmatch(text[day.end : m.start()]):
+            return day.day is None or day.day.day != int(str(groups["sh"]))
+    return False
+
+
+def _time_mentions(text: str, days: list[_Mention], hint: str | None) -> list[_Mention]:
     """Clock times and ranges; a bare number counts only where a time is expected."""
+    day_spans = [(d.start, d.end) for d in days]
     found: list[_Mention] = []
     taken = [False] * len(text)
     for start, end in day_spans:
@@ -694,7 +767,7 @@ def _time_mentions(text: str, day_spans: list[tuple[int, int]], hint: str | None
                     continue
                 times = _range_times(start_clock, s_mer, end_clock, e_mer, hint)
             else:
-                if not marked:
+                if not (marked or _bare_hour_after_day(text, m, days)):
                     continue
                 if groups.get("sw") and not groups.get("prefix"):
                     continue
@@ -711,7 +784,7 @@ def _time_mentions(text: str, day_spans: list[tuple[int, int]], hint: str | None
     for m in _PART_RE.finditer(text):
         if any(taken[m.start() : m.end()]):
             continue
-        part = next(k for k in ("morning", "afternoon", "evening", "ampm") if m.group(k))
+        part = next(k for k in _PART_NAMES if m.group(k))
         if part == "ampm":
             part = "morning" if m.group("ampm") == "am" else "afternoon"
             preceding = text[: m.start()].rstrip()
@@ -749,7 +822,7 @@ def _range_times(
 def _sentence_hint(text: str) -> str | None:
     """ "at 9 ... in the afternoon" is 21:00 nowhere in the trades: an afternoon word makes
     a bare 1-11 an afternoon hour; a morning word keeps the working-hours default."""
-    if re.search(r"\b(?:afternoon|tarde|evening|noche)\b", text):
+    if re.search(r"\b(?:afternoon|tarde|evening|noche|after lunch)\b", text):
         return "afternoon"
     return None
 
@@ -784,7 +857,7 @@ def _find_slots(sentences: list[_Sentence], now: datetime) -> list[_Slot]:
                 if mention.rank == 1 and mention.day is not None and mention.day < week_start:
                     mention.day += timedelta(days=7)
         hint = _sentence_hint(text)
-        times = _time_mentions(text, [(d.start, d.end) for d in days], hint)
+        times = _time_mentions(text, days, hint)
         mentions = sorted(days + times, key=lambda x: x.start)
         sentence_slots: list[_Slot] = []
         pending: list[_Mention] = []
@@ -846,6 +919,8 @@ _DAY_LIST_GAP_RE = re.compile(r"\s*(?:,|/|or|and|o|y|&)\s*(?:or\s+)?")
 _PAST_WORK_RE = re.compile(
     r"\b(?:measured|looked|went|came|inspected|diagnosed|finished|completed|fixed|repaired"
     r"|replaced|installed|stopped by|did|checked|visited|ordered|met|spoke|talked|terminamos"
+    r"|done|wrapped up|took care|got (?:it|this|that|everything|the \w+) (?:all )?(?:done|fixed"
+    r"|finished|working|sorted)"
     r"|fuimos|revisamos|medimos|reparamos|vinimos)\b"
 )
 _FUTURE_RE = re.compile(
@@ -867,10 +942,13 @@ def _slot_option(slot: _Slot, now: datetime, zone: ZoneInfo) -> TimeOption | Non
     end_t: time | None
     if slot.times:
         start_t, end_t = slot.times[0]
-        if slot.parts and "afternoon" in slot.parts and start_t.hour < 12 and end_t is None:
+        afternoon = {"afternoon", "late_afternoon", "evening"}
+        if afternoon.intersection(slot.parts) and start_t.hour < 12 and end_t is None:
             start_t = time(start_t.hour + 12, start_t.minute) if start_t.hour < 7 else start_t
     elif slot.parts:
-        start_t, end_t = _PART_WINDOWS[slot.parts[0]]
+        # "Friday morning, first thing": the more precise part of the day wins.
+        part = min(slot.parts, key=_PART_NAMES.index)
+        start_t, end_t = _PART_WINDOWS[part]
     else:
         start_t, end_t = _PART_WINDOWS["day"]
     day = slot.day
@@ -938,16 +1016,36 @@ _DECLINE_RE = re.compile(
     r" servicio|cubrimos)\b|\bfuera de (?:nuestra|el|la) (?:area|zona)"
     r"|\b(?:favor de |por favor )?reasign(?:ar|en|e)\b"
     r"|\bno (?:podemos|vamos a poder) (?:tomar|aceptar|hacer) (?:este|ese|el)"
+    r"|\b(?:won'?t|will not|are not|aren'?t|not) (?:be )?(?:taking|going to take|accepting"
+    r"|doing|going to do|handling) (?:on )?(?:this|that|it|the job|the work|this one|that one"
+    r"|this job|this work order)\b(?! (?:on )?(?:until|till|til|before|today|tomorrow|this week"
+    r"|right now|at the moment))"
+    r"|\b(?:we'?re|we are|i'?m|i am) (?:going to |gonna )?(?:have to )?(?:pass|passing)\b"
+    r"|\b(?:isn'?t|is not|aren'?t|are not|not) (?:really )?(?:something|anything|work|a job"
+    r"|a service) (?:that )?(?:we|i) (?:do|handle|touch|offer|work on|take on)\b"
+    r"|\b(?:we|i) don'?t (?:touch|mess with|work with)\b"
+)
+_DONE_WORDS = r"(?:completed?|done|finished|fixed|repaired|taken care of|wrapped up|resolved)"
+_JOB_NOUNS = (
+    r"(?:work|job|repair|repairs|install|installation|project|unit|leak|issue|everything)"
 )
 _COMPLETED_RE = re.compile(
-    r"^(?:(?:it'?s |we'?re |were |all |job |work |everything )?(?:done|finished|complete"
-    r"|completed|fixed|taken care of)|all set(?! for\b)|listo|terminado|ya (?:quedo|termin))\b"
-    r"|\b(?:work|job|repair|repairs|install|installation|everything|it|this|that|all|we|we'?re"
-    r"|i'?m|project|unit|leak|issue)(?:'s| is| was| has been| have been| are| were)? (?:now |all )?"
-    r"(?:completed?|done|finished|fixed|repaired|taken care of|wrapped up|resolved)\b"
+    # A statement that the work on this job is done, as a vendor writes it: a one-word
+    # report ("Done.", "All set"), a subject with its verb ("the job is done", "we're
+    # finished"), a headline ("Repair complete"), or first-person past ("we fixed the...").
+    r"^(?:(?:it'?s |we'?re |were |all |job |work |everything )?(?:done|finished|completed"
+    r"|complete(?! (?:the|this|that|it|a|an|your|our)\b)|fixed|taken care of)|all set(?! for\b)"
+    r"|listo|terminado|ya (?:quedo|termin))\b"
+    r"|\b(?:(?:" + _JOB_NOUNS[3:-1] + r"|it|this|that|all|we)(?:'s| is| was| has been| have been"
+    r"| are| were)|we'?re|i'?m|we are|i am) (?:now |all )?" + _DONE_WORDS + r"\b"
     r"(?! (?:by|on|before|until|when|once|if)\b)"
-    r"|\ball set on (?:this|that|it|the)\b|\b(?:we|i|tech|technician) (?:have |has |just )?"
-    r"(?:completed|finished|fixed|repaired|wrapped up) (?:the|this|that|it|up|everything|all)\b"
+    r"|^(?:the |this |that |our |your )?" + _JOB_NOUNS + r"(?: now| all| has| have)? "
+    + _DONE_WORDS + r"\b(?! (?:by|on|before|until|when|once|if)\b)"
+    r"|\ball set on (?:this|that|it|the)\b|\b(?:we|i|tech|technician|our tech|he|she|they)"
+    r"(?: have| has| just| already)* (?:completed|finished|fixed|repaired|wrapped up)\b"
+    r"(?! (?:by|before|until|when|once|if)\b)"
+    r"|(?:^|\b(?:we|i|tech|technician|our tech|he|she|they) )(?:got|have got|had) (?:it|this|that"
+    r"|everything|the \w+) (?:all )?(?:done|fixed|finished|working|sorted|taken care of)\b"
     r"|\bwork completed\b|\bcompleted (?:on |today|yesterday|this)"
     r"|\bya (?:terminamos|termine|quedo|esta (?:listo|terminado)|se (?:reparo|arreglo))"
     r"|\b(?:terminamos|termine|acabamos) (?:el|la|los|las|con)\b"
@@ -955,10 +1053,36 @@ _COMPLETED_RE = re.compile(
 )
 _NOT_YET_RE = re.compile(
     r"\b(?:when|once|until|after|before|will|should|to be|can|could|if|would|get it|gets|going to"
+    r"|need|needs|want|wants|expect|hope|hopefully|must|have it|as soon as|whether"
     r"|cuando|hasta|para|not|isn'?t|wasn'?t|no)\b[^.]{0,20}$"
 )
+"""Words before a completion phrase that make it a condition or a wish, not a report."""
+_DIRECTIVE_RE = re.compile(
+    r"\b(?:mark|marking|flag|set|close|closing|update|change|record|log|list|show|make|treat"
+    r"|consider|put|move|switch|label|report|ignore|marcar|marque|marca)\b(?:\s+[\w'\"-]+){0,4}"
+    r"\s+(?:as\s+|to\s+|como\s+)?[\"']?$"
+)
+"""An instruction to someone else about a status ("mark it done", "set every job to
+complete"): what the vendor asks for, not what they report."""
+_CURRENCY_WORDS = r"(?:dollars?|dolares|usd|bucks|pesos|grand|dlls?|dls)"
 _AMOUNT_RE = re.compile(
-    r"(?:us)?\$\s?\d[\d,]*(?:\.\d{2})?k?|\b\d[\d,]*(?:\.\d{2})?\s?(?:dollars|usd|pesos)\b"
+    r"(?:us)?\$\s?\d[\d,]*(?:\.\d{1,2})?(?:\s?k\b)?"
+    r"|\b(?:usd|us\$)\s?\d[\d,]*(?:\.\d{2})?"
+    r"|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:k\s?)?" + _CURRENCY_WORDS + r"\b"
+    r"|(?<![\d.,])\b\d{1,3}(?:\.\d{1,2})?k\b"
+)
+"""Money as vendors write it: "$450", "850 USD", "300 bucks", "1.2k", "3,500 pesos"."""
+_PRICED_FIGURE_RE = re.compile(
+    r"\b(?:price|pricing|cost|costs|quote|quoted|estimate|estimated|total|bid|charge|runs?"
+    r"|comes? (?:out )?to|precio|costo|cotizacion|presupuesto|total)\b[^.\d$?!]{0,30}?"
+    r"(?<![\w#@/:-])(?P<figure>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d{2,6}(?:\.\d{2})?)"
+    r"(?![\d/:]|[.,]\d|\s*(?:-\s*\d|to\s+\d|am\b|pm\b|a\b|p\b|hours?|hrs?|days?|weeks?|wks?"
+    r"|months?|years?|yrs?|%|percent|x\b|ft\b|feet|foot|inch|in\b|sq|units?|pieces?|of\b"
+    r"|minutes?|mins?|o'?clock|horas?|dias?|semanas?))"
+)
+"""A bare figure right after a price word: "price to replace is 1,200.00", "total 850"."""
+_NOT_A_PRICE_BEFORE_RE = re.compile(
+    r"\b(?:at|by|on|around|about|the|until|till|before|after|el|las?|a)\s*$"
 )
 _QUOTE_WORD_RE = re.compile(
     r"\b(?:quote|quoted|estimate|estimated|bid|price|pricing|cost|costs|charge|total|proposal"
@@ -967,7 +1091,7 @@ _QUOTE_WORD_RE = re.compile(
 _QUOTE_STRONG_RE = re.compile(r"\b(?:quote|estimate|bid|proposal|cotizacion|presupuesto)\b")
 _APPROVAL_RE = re.compile(
     r"\b(?:approv\w*|authoriz\w*|proceed|go ahead|green light|sign off|ok to|okay to|p\.?o\.?"
-    r"|purchase order|aprob\w*|autoriz\w*)\b"
+    r"|purchase order|aprob\w*|aprueb\w*|autoriz\w*|autoric\w*)\b"
 )
 _INVOICE_RE = re.compile(r"\b(?:invoice|bill|factura)\b")
 _DELAY_RE = re.compile(
@@ -983,16 +1107,35 @@ _DELAY_RE = re.compile(
     r"|\bbehind schedule|\bdelay|\b(?:have|need|needs|had) to (?:move|push|bump|cancel)\b"
     r"|\bbump(?:ed|ing)? (?:it|this|you|the)\b|\b(?:can'?t|cannot|won'?t|will not|unable to)"
     r" make (?:it|the)\b|\bout sick\b|\b(?:due to|because of|with) (?:the )?(?:weather|rain"
-    r"|snow|storm|wind|cold|freeze|forecast)|\brained out|\binstead of\b|\blead time"
+    r"|snow|storm|wind|cold|freeze|forecast)|\brained out|\binstead\b|\blead time"
+    r"|\b(?:can'?t|cannot|won'?t|will not) (?:be able to )?(?:come|make it|do|be there)\b"
+    r"[^.?!]{0,40}\b(?:anymore|any more|after all)\b"
     r"|\b(?:move|moving|moved|change|changed|changing|switch|switched|bump|bumped) (?:it |this"
     r" |that |the appointment |the visit |you |them |him |her |our appointment |your"
     r" appointment )?(?:from|to)\b"
     r"|\bno (?:vamos a poder|podemos|podremos) (?:llegar|ir|pasar)\b|\blo cambiamos\b"
     r"|\bcambia(?:r|mos) (?:la cita|el dia)"
+    r"|\b(?:tenemos|hay|tengo) que (?:pedir|ordenar|encargar)\b"
     r"|\bretras|\breprogram|\bpospon|\bpieza \w+ pedid|\besperando (?:la|las|el|los)"
     r" (?:pieza|piezas|material|parte|partes)|\bpor la lluvia|\bcambiar la cita|\bllegamos"
     r" tarde|\ben vez de\b"
 )
+_NOT_UNTIL_RE = re.compile(
+    r"\b(?:can'?t|cannot|can not|won'?t|will not|unable to|not able to|couldn'?t|wouldn'?t|not"
+    r" going to|no way (?:we|i) can)(?: be able to)? (?:get|make it|come|be|go|send|start|do|fit"
+    r"|schedule|take|look)\b[^.?!]{0,40}?\b(?:until|till|til|before|for another"
+    r"|for a (?:few|couple)|for (?:\w+ )?(?:weeks|days|months))\b"
+    r"|\b(?:booked|slammed|swamped|backed up|buried)(?: (?:up|out|solid|completely"
+    r"|right now))* (?:until|till|til|thru|through)\b"
+    r"|\b(?:schedule|calendar) is (?:full|booked|packed)\b"
+    r"|\bnot (?:until|till|before)\b|\bno (?:openings?|availability|slots?|room) (?:until|till"
+    r"|before|for)\b|\bearliest (?:we|i) (?:can|could) (?:get|do|come)[^.?!]{0,30}\bis(?:n'?t| not)"
+    r" (?:until|till|before)\b|\bafter the (?:holidays|new year|first of the year)\b"
+    r"|\bno (?:podemos|podremos|vamos a poder) (?:ir|pasar|llegar|hacerlo|empezar)[^.?!]{0,30}"
+    r"\bhasta\b|\bhasta (?:despues de|la proxima semana|el proximo mes|enero|el otro mes)"
+)
+"""The vendor will do the work but not soon ("can't get to it until January", "booked out
+until the 15th"): a delay with no visit set, unless a visit time is given too."""
 _PROPOSE_RE = re.compile(
     r"\bor\b|\beither\b|\boptions?\b|\bopenings?\b|\bavailab|\bwhich (?:one|works|day|time"
     r"|is better|would)|\bprefer|\bchoose|\bpick\b|\bwhichever\b|\bcual\b|\bdisponib|\bo el\b"
@@ -1022,7 +1165,9 @@ _VISIT_RE = re.compile(
     r"\b(?:be (?:there|out|over|by|on site)|come (?:out|by|over)|coming|stop by|swing by|head"
     r" (?:out|over)|scheduled|schedule (?:it|you|the)|confirm|see (?:you|u|ya)|set for|on"
     r" site|arrive|arriving|visit|appointment|appt|out there|send (?:a|our|the) tech"
-    r"|vamos|iremos|llegamos|estaremos|cita|pasamos|works|booked (?:for|you|them|it|in))\b"
+    r"|vamos|iremos|llegamos|estaremos|cita|pasamos|works|booked (?:for|you|them|it|in)"
+    r"|come(?! (?:back to (?:you|me|us)|up|across|in (?:at|around|under))\b)|can do|could do"
+    r"|make it|pop by|drop by|stop in|be by)\b"
 )
 _CALL_ONLY_RE = re.compile(r"\b(?:call|text|contact|reach out|llamar|llamo|llamare)\b")
 _CALL_TO_SCHEDULE_RE = re.compile(
@@ -1067,7 +1212,8 @@ def _completion(sentences: list[_Sentence], future_slot_sentences: set[int]) -> 
     """The completion phrase, unless it speaks of the future ("once it's done")."""
     for sentence in sentences:
         for m in _COMPLETED_RE.finditer(sentence.text):
-            if _NOT_YET_RE.search(sentence.text[: m.start()]):
+            before = sentence.text[: m.start()]
+            if _NOT_YET_RE.search(before) or _DIRECTIVE_RE.search(before):
                 continue
             if sentence.index in future_slot_sentences:
                 continue
@@ -1076,8 +1222,14 @@ def _completion(sentences: list[_Sentence], future_slot_sentences: set[int]) -> 
 
 
 def _quote_amount(text: str) -> str | None:
+    """The price in ``text``: the first written as money, else a figure after a price word."""
     amounts = list(_AMOUNT_RE.finditer(text))
     if not amounts:
+        for m in _PRICED_FIGURE_RE.finditer(text):
+            before = text[: m.start("figure")]
+            # "quote by Friday at 10": a time or a date after the price word is no price.
+            if not _NOT_A_PRICE_BEFORE_RE.search(before):
+                return m.group("figure")
         return None
     for m in amounts:
         before = text[max(0, m.start() - 40) : m.start()]
@@ -1162,6 +1314,10 @@ def _decide(
             return _reading("delay", f"moved ('{delayed}') to a new time",
                             scheduled_for=new_time.start, window_end=new_time.end)  # fmt: skip
         return _reading("delay", f"delay without a new time: '{delayed}'")
+
+    waiting = _first_match(_NOT_UNTIL_RE, sentences)
+    if waiting and not timed:
+        return _reading("delay", f"not before a later time: '{waiting}'")
 
     question_text = _SOFT_QUESTION_RE.sub(" ", text)
     asked = _QUESTION_RE.search(question_text)

@@ -31,12 +31,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite opens a transaction only at the first INSERT/UPDATE, so a SAVEPOINT
+            # taken before it would commit on release and survive a rollback.  We take the
+            # transaction ourselves (see _sqlite_begin) and tell pysqlite to keep out.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: a transaction that reads and then
+            # writes can never fail half-way on a lock upgrade; waits are bounded by
+            # busy_timeout.  Readers are not blocked (WAL).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

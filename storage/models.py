@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -172,6 +173,14 @@ class Attachment(Base):
 
 class Home(Base):
     __tablename__ = "home"
+    __table_args__ = (
+        # Staff type any part of an address or a community name: on PostgreSQL these are
+        # trigram (pg_trgm) indexes that answer ILIKE '%term%'; SQLite gets plain ones.
+        Index("ix_home_address_trgm", "address", postgresql_using="gin",
+              postgresql_ops={"address": "gin_trgm_ops"}),
+        Index("ix_home_community_trgm", "community", postgresql_using="gin",
+              postgresql_ops={"community": "gin_trgm_ops"}),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address: Mapped[str] = mapped_column(String(500), unique=True)
@@ -249,7 +258,13 @@ class WorkOrder(Base):
     """One task for one vendor (WO-n), drafted from an issue of a service request."""
 
     __tablename__ = "work_order"
-    __table_args__ = (Index("ix_work_order_vendor_status", "vendor_id", "status"),)
+    __table_args__ = (
+        Index("ix_work_order_vendor_status", "vendor_id", "status"),
+        # The working set, newest first: what --needs-followup reads, never the archive.
+        Index("ix_work_order_active_created_at", "created_at", "id",
+              postgresql_where=text("status IN ('draft', 'in_progress')"),
+              sqlite_where=text("status IN ('draft', 'in_progress')")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     service_request_id: Mapped[int] = mapped_column(ForeignKey("service_request.id"), index=True)

@@ -124,3 +124,10 @@ def test_strip_subject_prefix() -> None:
     assert strip_subject_prefix("RE: Fwd: AW: Leak in kitchen") == "Leak in kitchen"
     assert strip_subject_prefix("Re[2]: hi") == "hi"
     assert strip_subject_prefix("Recall notice") == "Recall notice"
+
+
+def test_mail_from_another_warrantyd_is_never_a_request() -> None:
+    msg = parse_message(mail("From: warranty@other-builder.example\nTo: " + US +
+                             "\nSubject: [SR-4] We received your request\nX-Warrantyd-Kind: ack"))
+    verdict = classify(msg, FakeLookup(), US)
+    assert verdict.kind == OWN_MAIL and "another warrantyd" in verdict.reason

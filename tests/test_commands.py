@@ -402,3 +402,10 @@ def test_labelled_staff_replies_meet_the_floors(shared_dir: Path) -> None:
     details = "\n\n".join(bench._describe(r) for r in report.mismatches)
     assert valid_ok >= bench.VALID_FLOOR * valid_n, details
     assert invalid_ok >= bench.INVALID_FLOOR * invalid_n, details
+
+
+def test_edit_field_without_a_value_is_an_error_not_a_description() -> None:
+    for text, hint in (("edit 1 trade:", "trade such as"), ("edit 1 priority:", "urgent")):
+        parsed = parse_commands(text, ["WO-1"])
+        assert not parsed.valid
+        assert hint in parsed.errors[0].message

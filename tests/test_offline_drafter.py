@@ -318,3 +318,148 @@ def test_eval_set_floors(shared_dir: Path) -> None:
     assert figures["priority_accuracy_matched"] >= 0.93
     assert figures["photo_accuracy"] >= 0.85
     assert figures["no_issue_accuracy"] == 1.0
+
+
+# --- generalisation: wordings the drafter was not tuned on --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "trades"),
+    [
+        # A run-on list joined with ", also" and ", and the".
+        ("ok a few things, the pantry door scrapes the floor when you open it, also the "
+         "hallway light flickers all the time, and the dishwasher leaves a puddle on the "
+         "floor after it runs",
+         ["windows_doors", "electrical", "appliances"]),
+        # No punctuation at all.
+        ("the shower in the hall bath drips all day long you can hear it downstairs and the "
+         "outlet by the garage door quit working last week",
+         ["plumbing", "electrical"]),
+        # Spanish "Y también".
+        ("El inodoro del baño de visitas se mueve cuando uno se sienta. Y también la puerta "
+         "del cuarto de lavado no cierra bien.",
+         ["plumbing", "windows_doors"]),
+    ],
+)
+def test_several_problems_in_one_paragraph_are_split(text: str, trades: list[str]) -> None:
+    assert [i.trade for i in draft(text)] == trades
+
+
+def test_list_items_without_a_usual_problem_word_are_kept() -> None:
+    text = (
+        "Our list:\n"
+        "1. Grout in the guest shower is cracking\n"
+        "2. Baseboard in the dining room is separating from the wall\n"
+        "3. Vinyl plank seam by the fridge is showing\n"
+        "4. Trim piece over the pantry door came loose\n"
+    )
+    assert len(draft(text)) == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I just wanted to thank Maria from Summit Electric who came by on Friday and "
+        "replaced our kitchen breaker. She was professional and everything works now.",
+        "A quick note of thanks: the drywall crew that patched the hallway ceiling in March "
+        "did a wonderful job, you can't even tell.",
+    ],
+)
+def test_praise_for_a_past_repair_is_not_an_issue(text: str) -> None:
+    assert draft(text) == []
+
+
+def test_a_past_fix_mentioned_in_a_long_mail_is_not_drafted() -> None:
+    text = (
+        "We've been in the house since last fall and love it, and the tech who came out "
+        "in June to fix the noisy disposal was excellent, so thanks again for that.\n\n"
+        "What we need help with now is the family room windows: two of them fog up "
+        "between the panes every morning."
+    )
+    issues = draft(text)
+    assert [i.trade for i in issues] == ["windows_doors"]
+
+
+def test_reply_quoting_our_acknowledgement_is_not_read_as_a_forward() -> None:
+    raw = (
+        b"From: Dana <dana@example.com>\nTo: warranty@acme-homes.example\n"
+        b"Subject: RE: [SR-42] We received your warranty request\nContent-Type: text/plain\n\n"
+        b"One more: the laundry room faucet drips.\n\nDana\n\n"
+        b"-----Original Message-----\nFrom: Acme Warranty <warranty@acme-homes.example>\n"
+        b"Sent: Monday, May 4, 2026 9:00 AM\nTo: Dana\n"
+        b"Subject: [SR-42] We received your warranty request\n\n"
+        b"What we understood:\n  1. Front gate does not latch (side yard)\n"
+    )
+    msg = parse_message(raw)
+    assert msg.forwarded == ()
+    issues = draft(drafting_text(msg, extract_reply(msg)))
+    assert [i.trade for i in issues] == ["plumbing"]
+
+
+def test_forward_from_our_own_mailbox_is_left_out() -> None:
+    raw = (
+        b"From: Dana <dana@example.com>\nTo: warranty@acme-homes.example\n"
+        b"Subject: Fwd: your request\nContent-Type: text/plain\n\nSee below, still waiting.\n\n"
+        b"---------- Forwarded message ---------\n"
+        b"From: Acme Warranty <warranty@acme-homes.example>\nDate: Mon, May 4, 2026\n"
+        b"Subject: your request\nTo: Dana <dana@example.com>\n\n"
+        b"We opened a request for: front gate does not latch.\n"
+    )
+    msg = parse_message(raw)
+    text = drafting_text(msg, extract_reply(msg), ("warranty@acme-homes.example",))
+    assert "gate" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "trade"),
+    [
+        ("The exhaust fan in the guest bathroom rattles and hums.", "electrical"),
+        ("Bath fan in the hall bathroom makes a grinding noise.", "electrical"),
+        ("The attic access panel in the garage ceiling sags and won't sit flat.", "insulation"),
+        ("Attic hatch in the garage won't close all the way.", "insulation"),
+        ("The outlet next to the garage door stopped working.", "electrical"),
+        ("It has been storming since noon and now water drips from the bedroom ceiling "
+         "below the roof.", "roofing"),
+    ],
+)
+def test_the_thing_outweighs_the_room(text: str, trade: str) -> None:
+    assert draft(text)[0].trade == trade
+
+
+def test_photos_follow_first_and_second_references() -> None:
+    text = (
+        "Two photos attached.\n\n"
+        "The first one shows the gap where the kitchen countertop meets the wall.\n\n"
+        "The second one is the front porch column, the paint is peeling off at the bottom."
+    )
+    issues = draft(text, photos=(_photo("a.jpg"), _photo("b.jpg")))
+    assert [i.photos for i in issues] == [["a.jpg"], ["b.jpg"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "location"),
+    [
+        ("The linen closet shelf fell down.", "linen closet"),
+        ("The walk-in closet light does not turn on.", "walk-in closet"),
+        ("The bonus room carpet has a ripple.", "bonus room"),
+        ("The upstairs tub drains slowly.", "upstairs bathroom"),
+        ("The toilet downstairs runs all night, you can hear it in the living room.",
+         "downstairs bathroom"),
+    ],
+)
+def test_locations_keep_their_qualifiers(text: str, location: str) -> None:
+    assert find_location(text) == location or draft(text)[0].location == location
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("For the last week or so the kitchen sink drains really slowly.", "kitchen sink"),
+        ("It's been windy all day and now the back fence panel is leaning over.", "fence"),
+        ("I forgot to mention, the hall bathroom mirror is loose.", "mirror"),
+    ],
+)
+def test_titles_name_the_problem(text: str, words: str) -> None:
+    title = draft(text)[0].title
+    assert words in title.lower(), title
+    assert not title.lower().startswith(("for the", "it's been", "i forgot"))

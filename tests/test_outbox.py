@@ -619,7 +619,7 @@ async def test_claims_of_a_dead_sender_on_this_host_are_released_at_start(
         assert stored is not None
         stored.claimed_by = f"{host}:{gone.pid}:abc123"
         stored.claimed_until = clock() + timedelta(hours=1)
-        other = queue(database, to=HOMEOWNER, subject="other host")
+    other = queue(database, to=HOMEOWNER, subject="other host")
     with database.session() as s:
         foreign = s.get(OutboundMessage, other.id)
         assert foreign is not None

@@ -433,9 +433,17 @@ async def test_unauthorised_replies_change_nothing_and_get_no_mail(world: World,
     else:
         await world.reply("accept all", sender=ACE, to=US, in_reply_to=world.digest_mid[PAT])
     assert _changed(world) == ["draft", "draft", "draft"]
-    assert world.mails() == [], "no backscatter"
+    mails = world.mails()
+    if case in ("other_staff_token", "forged_from_no_token"):
+        # The impersonated staff member (from the config, not the mail) is told, once a day;
+        # whoever forged the From hears nothing.
+        assert [(m.to_addr, m.dedupe_key.split(":")[0]) for m in mails] == [(PAT, "refused")]
+        await world.reply("accept 1", sender=PAT, to=US)
+        assert len(world.mails()) == 1, "at most one refusal notice a day"
+    else:
+        assert mails == [], "no backscatter"
     refused = world.events("command_refused")
-    assert len(refused) == 1 and refused[0].detail
+    assert len(refused) >= 1 and refused[0].detail
 
 
 @pytest.mark.parametrize(("auth", "ok"), [
@@ -453,7 +461,10 @@ async def test_require_authenticated_sender(tmp_path: Path, database: Database,
     headers = f"Authentication-Results: {auth}\n" if auth else ""
     await world.reply("accept 1", headers=headers)
     assert (world.wo(1).status == "in_progress") is ok
-    assert bool(world.mails(OutboundMessage.kind == "receipt")) is ok
+    receipts = world.mails(OutboundMessage.kind == "receipt")
+    assert len(receipts) == 1
+    # Refused: only the refusal notice, to the configured staff address.
+    assert receipts[0].dedupe_key.startswith("refused:") is not ok
     assert bool(world.events("command_refused")) is not ok
 
 

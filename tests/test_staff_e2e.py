@@ -128,7 +128,7 @@ def test_staff_approve_by_replying_to_the_digest(
     config = _config(tmp_path, dovecot, sink, db_url, mailbox_user)
     db = Database(db_url)
     with DaemonProcess(config) as daemon:
-        wait_for(lambda: "running" in daemon.log(), 30, "the daemon to start", daemon)
+        daemon.wait_ready()
         dovecot.append(mailbox_user, homeowner_mail(1, sender="dana@example.com"))
         wait_for(lambda: _mails(sink, STAFF, "digest") and _mails(sink, LEE, "digest"), 30,
                  "a digest for each staff member", daemon)
@@ -164,7 +164,7 @@ def test_staff_approve_by_replying_to_the_digest(
             _plain(_mails(sink, LEE, "receipt")[0].message).split())
         assert sorted(_statuses(db)) == ["in_progress", "rejected"]
 
-        # Forged and spoofed command mail: nothing changes, nobody is answered.
+        # Forged and spoofed command mail: nothing changes, no sender is answered.
         before = len(list(sink))
         forged = [
             _staff_mail(sender=STAFF, to=MAILBOX, subject="Re: [SR-1] digest",
@@ -185,7 +185,11 @@ def test_staff_approve_by_replying_to_the_digest(
                                                  extra="X-Copy: second\r\n"))
         wait_for(lambda: _settled(db, 7), 30, "the repeated reply to be handled", daemon)
         time.sleep(1.5)  # give a (wrong) answer the time to reach the sink
-        assert len(list(sink)) == before, [(_kind(m), m.rcpt_tos) for m in sink]
+        # Only the impersonated staff member hears of it (one notice a day, to the configured
+        # address); the vendor and whoever forged the mail are not answered.
+        new = [(_kind(m), m.rcpt_tos) for m in list(sink)[before:]]
+        assert new == [("receipt", (STAFF,))], new
+        assert "NOT applied" in _plain(list(sink)[-1].message)
         assert sorted(_statuses(db)) == ["in_progress", "rejected"]
         with db.session() as s:
             refused = s.scalar(select(func.count()).select_from(HistoryEvent).where(

@@ -53,3 +53,21 @@ def test_blob_store_is_content_addressed(tmp_path: Path) -> None:
         assert "missing" in str(exc)
     else:
         raise AssertionError("a missing blob must raise BlobNotFound")
+
+
+def test_a_rolled_back_savepoint_taken_first_leaves_nothing(database: Database) -> None:
+    """A SAVEPOINT that is a transaction's first write must roll back with it (SQLite too)."""
+    from warrantyd.storage.models import Setting
+
+    class Boom(Exception):
+        pass
+
+    try:
+        with database.session() as s:
+            with s.begin_nested():
+                s.add(Setting(key="claimed", value="1"))
+            raise Boom
+    except Boom:
+        pass
+    with database.session() as s:
+        assert s.get(Setting, "claimed") is None

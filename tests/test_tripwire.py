@@ -125,3 +125,81 @@ def test_urgent_rules(text: str, reason: str) -> None:
 )
 def test_routine_despite_urgent_words(text: str) -> None:
     assert classify_priority(text) == ("routine", None)
+
+
+# --- emergencies written without the usual trigger words ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("The hallway carpet is soaked and water won't stop coming from behind the washer.",
+         "active water leak"),
+        ("Water keeps running out from under the vanity no matter what we do.",
+         "active water leak"),
+        ("We can't get the water to stop, it's still pouring out of the wall by the tub.",
+         "active water leak"),
+        ("Sigue saliendo agua debajo del calentador y ya mojó toda la alfombra.",
+         "active water leak"),
+        ("The whole kitchen smells like rotten eggs, worst right beside the cooktop.",
+         "gas smell"),
+        ("There's a sulfur smell in the utility closet next to the furnace.", "gas smell"),
+        ("Hay un olor a huevo podrido cerca de la estufa.", "gas smell"),
+        ("Black water that smells like a sewer comes up into our tub whenever the toilet is "
+         "flushed.", "sewage backup"),
+        ("The basement floor drain is overflowing with sewage water.", "sewage backup"),
+        ("The downstairs shower filled with brown water that smells of sewage.",
+         "sewage backup"),
+    ],
+)
+def test_indirect_emergencies_fire(text: str, reason: str) -> None:
+    assert reason in emergency_reasons(text), emergency_reasons(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Water keeps coming in under the back door every time it rains hard.",
+        "The toilet keeps running after every flush.",
+        "The hot water from the kitchen tap smells like rotten eggs.",
+        "There was a rotten egg smell last week but the gas company checked and found nothing.",
+        "A faint sewer smell comes from the basement floor drain now and then.",
+        "The water stopped coming once we tightened the hose, everything is dry now.",
+    ],
+)
+def test_indirect_cues_stay_quiet_when_not_emergencies(text: str) -> None:
+    assert check_emergency(text) is None, emergency_reasons(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Our garage door is stuck halfway open and wont go down.",
+         "garage door stuck or off track"),
+        ("The overhead door in the garage stopped a foot off the ground and won't close.",
+         "garage door stuck or off track"),
+        ("The back door deadbolt no longer lines up with the strike so we cant lock it.",
+         "door cannot be locked"),
+        ("Our front door won't lock since the cold weather started.", "door cannot be locked"),
+        ("It has been raining since noon and water is dripping through the hallway ceiling.",
+         "roof leak while raining"),
+        ("Storms all night and now there's a drip from the ceiling light in the loft.",
+         "roof leak while raining"),
+    ],
+)
+def test_urgent_without_the_usual_words(text: str, reason: str) -> None:
+    assert urgent_reason(text) == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The bathroom door privacy lock doesn't lock.",
+        "The garage door is noisy when it opens.",
+        "The door from the house into the garage doesn't close by itself anymore.",
+        "Attic hatch in the garage won't close all the way.",
+        "After the rain last week there was a water stain on the ceiling.",
+    ],
+)
+def test_not_urgent_lookalikes(text: str) -> None:
+    assert urgent_reason(text) is None

@@ -138,7 +138,7 @@ def test_vendor_loop_from_notice_to_resolution(
     assert config.web.base_url.startswith("http://127.0.0.1:"), "the harness serves the pages"
     db = Database(db_url)
     with DaemonProcess(path) as daemon:
-        wait_for(lambda: "running" in daemon.log(), 30, "the daemon to start", daemon)
+        daemon.wait_ready()
         dovecot.append(mailbox_user, _homeowner_mail())
         wait_for(lambda: sink.received_by(DANA), 30, "the acknowledgement", daemon)
 

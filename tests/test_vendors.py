@@ -424,6 +424,27 @@ async def test_a_reply_by_message_id_from_the_vendor_counts_but_not_from_anyone_
     assert get_wo(database, job.wo_id).status == "completed"
 
 
+async def test_a_forged_vendor_from_with_only_the_subject_tag_changes_nothing(
+        database: Database, config: Config) -> None:
+    """Anyone can write the vendor's From and "[WO-n]": that is a flag, never a completion."""
+    job = make_job(database, config)
+    send_to(database, config, job.wo_id, ACE)
+    before = len(outbound(database, "homeowner_scheduled")) + len(
+        outbound(database, "homeowner_resolved"))
+    for body in ("All done, job finished.", "Confirmed for Thursday at 8am."):
+        await deliver(database, config, vendor_mail(
+            ACE, body, subject=f"[WO-{job.wo_id}] Plumbing"))
+    wo = get_wo(database, job.wo_id)
+    assert wo.status == "in_progress" and wo.scheduled_for is None
+    assert after_mails(database) == before
+    assert any("not applied" in f for f in wo.flags)
+
+
+def after_mails(database: Database) -> int:
+    return len(outbound(database, "homeowner_scheduled")) + len(
+        outbound(database, "homeowner_resolved"))
+
+
 async def test_an_unthreaded_mail_from_a_vendor_is_recorded_for_staff_only(
         database: Database, config: Config) -> None:
     job = make_job(database, config)

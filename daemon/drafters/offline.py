@@ -19,6 +19,9 @@ must be good on its own.  The work is split in small steps, each a function here
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
+import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -26,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from warrantyd.daemon.drafters.base import (
     TRADES,
@@ -174,9 +178,9 @@ _LIST_ITEM = re.compile(
 _NEW_ISSUE_START = _rx(
     r"^\W*(?:also|another|second(?:ly)?|third|separately|unrelated|in addition|additionally|"
     r"plus|on another note|one more thing|one other thing|the other thing|other thing|"
-    r"oh,? and|and (?:the|our|my|a|an|one|there|we|i)\b|new problem|new issue|"
+    r"oh,? and|and also|and (?:the|our|my|a|an|one|there|we|i)\b|new problem|new issue|"
     r"lastly|finally|last thing|tambi[eé]n|adem[aá]s|otra cosa|por otro lado|"
-    r"y (?:la|el|los|las)\b|otro problema)"
+    r"y (?:la|el|los|las|tambi[eé]n|adem[aá]s)\b|otro problema)"
 )
 _ALSO = _rx(r"\b(?:also|too\b|as well|tambi[eé]n|adem[aá]s)")
 _CONTINUATION_START = _rx(
@@ -217,7 +221,16 @@ _DEFECT = _rx(
     r"fisura\w*|mancha\w*|suelt[oa]s?|floj[oa]s?|falta\w*|ruido\w*|olor\w*|huele|tapad\w*|"
     r"atascad\w*|humedad|moho|mojad\w*|se cae|se cay[oó]|despegad\w*|pelad\w*|chuec[oa]|"
     r"desnivelad\w*|hundid\w*|no (?:hay|tenemos)|sin (?:agua|luz)|chispa\w*|quemad\w*|"
-    r"saliendo|rozando|descompuest\w*|dañad\w*|se sali[oó]|se revent\w*)"
+    r"saliendo|rozando|descompuest\w*|dañad\w*|se sali[oó]|se revent\w*|"
+    # Typed without apostrophes, and plain ways of saying something is wrong.
+    r"doesnt|dont|didnt|isnt|arent|wasnt|cant|couldnt|"
+    r"(?:is|are) showing|shows? through|showing through|"
+    r"coming (?:apart|through|off|out|undone|loose|up (?:at|along|off|from the))|"
+    r"lifting|worn|too (?:hot|cold|loud|high|low|tight|loose|short|long|far)|hardly|"
+    r"little to no|no pressure|low pressure|off (?:track|center|the track)|not (?:straight|"
+    r"even|flush|attached|secure\w*|right|sealing|staying)|won'?t stay|"
+    r"scrap(?:e|es|ed|ing)\b|grind\w*|lean(?:s|ing|ed)?\b|tilt\w*|drags?\b|dragging|"
+    r"snag\w*|catch(?:es|ing)? on|sticks? out|(?:se )?mueve\w*|se despeg\w*|se lade\w*)"
 )
 _RESOLVED = _rx(
     r"\b(?:(?:was|were|got|been|already|had (?:it|them)|came (?:out )?and|you|they|"
@@ -225,6 +238,13 @@ _RESOLVED = _rx(
     r"repaired|resolved)|(?:fixed|repaired) (?:it|them|last|yesterday|in \w+|on \w+)|"
     r"taken care of|took care of|working (?:great|fine|"
     r"perfectly|well)|works (?:great|fine|perfectly|well)(?: now)?|(?:is|are) fine now|"
+    # A visit that fixed something, told as history or praise.
+    r"(?:came|come|stopped) (?:out|by|over)\b[^.!?]{0,60}?\b(?:fix|repair|replac|patch)\w*|"
+    r"who (?:fixed|repaired|replaced|patched)|(?:everything|it|all) works now|"
+    r"(?:was|were) (?:great|awesome|excellent|wonderful|fantastic|terrific|so helpful|"
+    r"very helpful|super helpful)|did (?:a|an|such a) (?:great|wonderful|excellent|fantastic|"
+    r"amazing|good|nice|terrific) job|"
+    r"thanks? (?:you )?(?:again )?for (?:that|fixing|repairing|coming|sending|taking care)|"
     r"all good now|no (?:more )?problems? since|ya qued[oó]|ya (?:lo |la )?arregl\w*|"
     r"funciona (?:bien|perfecto))"
 )
@@ -232,7 +252,24 @@ _STILL_BROKEN = _rx(
     r"\b(?:again|still|came back|is back|but now|new problem|otra vez|de nuevo|sigue|"
     r"todav[ií]a|volvi[oó])\b"
 )
-_GRATITUDE = _rx(r"^\W*(?:just )?(?:wanted to )?(?:say )?(?:thanks?|thank you|gracias)\b")
+_GOOD_NEWS = _rx(r"\bthanks? (?:you )?again\b|\bgracias de nuevo\b|"
+                 r"\b(?:is|are) back (?:on|up|to normal|and (?:working|running))")
+""""Thanks again", "the hot water is back on": "again" and "is back" that are good news."""
+_BUT = _rx(r"\b(?:but|pero|although|though|except)\b")
+
+
+def _still_broken(sentence: str) -> bool:
+    """A fix that did not hold: "came back", or "... fixed it, but it still sticks"."""
+    sentence = _GOOD_NEWS.sub(" ", sentence)
+    if _STILL_BROKEN.search(sentence):
+        return True
+    parts = _BUT.split(sentence, maxsplit=1)
+    return len(parts) == 2 and _DEFECT.search(parts[1]) is not None and not _RESOLVED.search(
+        parts[1])
+
+
+_GRATITUDE = _rx(r"^\W*(?:(?:i|we) )?(?:just )?(?:wanted to )?(?:say )?(?:thanks?|thank(?: you)?|"
+                 r"gracias)\b|^\W*(?:a )?(?:quick )?note (?:of|to say) thanks")
 _COVERAGE_QUESTION = _rx(
     r"\b(?:covered|cover|coverage|warranty|warranties|insurance|garant[ií]a|cubre|cubierto)\b"
 )
@@ -251,6 +288,9 @@ class Segment:
     heading: str = ""
     """The line that introduced the list this item belongs to ("A few things at the porch:")."""
     sentences: list[str] = field(default_factory=list)
+    run_on: bool = False
+    """Split from the sentence before at a bare "and the ...": merged back when it turns
+    out to be the same trade in the same place."""
 
 
 def _sentences(text: str) -> list[str]:
@@ -320,11 +360,11 @@ def _is_problem(text: str) -> bool:
     problem = [s for s in statements if _DEFECT.search(s)]
     if not problem:
         return False
-    if _GRATITUDE.match(text) and not _STILL_BROKEN.search(text):
+    if _GRATITUDE.match(text) and not _still_broken(text):
         live = [s for s in problem if not _RESOLVED.search(s) and not _GRATITUDE.match(s)]
         if not live:
             return False
-    live = [s for s in problem if not (_RESOLVED.search(s) and not _STILL_BROKEN.search(s))]
+    live = [s for s in problem if not (_RESOLVED.search(s) and not _still_broken(s))]
     if not live:
         return False
     # Only questions about coverage ("Is a cracked driveway covered?") are not a request.
@@ -340,15 +380,18 @@ def segment_issues(text: str) -> tuple[list[Segment], list[Segment]]:
             candidates.append(Segment(body, "list", heading, _sentences(body)))
             continue
         candidates.extend(_split_paragraph(lines))
+    listed = _problem_list_items(candidates)
     issues: list[Segment] = []
     others: list[Segment] = []
     for seg in candidates:
-        past = [s for s in seg.sentences if _RESOLVED.search(s) and not _STILL_BROKEN.search(s)]
+        past = [s for s in seg.sentences if _RESOLVED.search(s) and not _still_broken(s)]
+        if past:
+            listed.discard(id(seg))  # what is left of a fixed item is a note about it
         if past and len(past) < len(seg.sentences):
             others.append(Segment(" ".join(past), seg.source, sentences=past))
             seg.sentences = [s for s in seg.sentences if s not in past]
             seg.text = " ".join(seg.sentences)
-        if _is_problem(seg.text):
+        if _is_problem(seg.text) or (id(seg) in listed and _is_listed_problem(seg.text)):
             if (
                 issues
                 and seg.source == "paragraph"
@@ -362,6 +405,33 @@ def segment_issues(text: str) -> tuple[list[Segment], list[Segment]]:
         else:
             others.append(seg)
     return issues, others
+
+
+def _problem_list_items(candidates: list[Segment]) -> set[int]:
+    """Ids of list items in a list that is mostly problems.
+
+    Someone who lists problems does not repeat a problem word in each item ("The carpet
+    seam in the loft is showing"), so in such a list an item counts unless it reads as
+    thanks, a fixed issue or a question.
+    """
+    items: set[int] = set()
+    run: list[Segment] = []
+    for seg in [*candidates, None]:
+        if seg is not None and seg.source == "list" and (not run or seg.heading == run[0].heading):
+            run.append(seg)
+            continue
+        if len(run) >= 3 and sum(bool(_DEFECT.search(r.text)) for r in run) * 2 >= len(run):
+            items.update(id(r) for r in run)
+        run = [seg] if seg is not None and seg.source == "list" else []
+    return items
+
+
+def _is_listed_problem(text: str) -> bool:
+    if len(text.split()) < 3 or text.rstrip().endswith("?"):
+        return False
+    if _GRATITUDE.match(text) or _PHOTO_WORDS.match(text):
+        return False
+    return not (_RESOLVED.search(text) and not _still_broken(text))
 
 
 def _continues(seg: Segment, previous: Segment) -> bool:
@@ -381,8 +451,9 @@ def _split_paragraph(lines: list[str]) -> list[Segment]:
     )
     segments: list[Segment] = []
     current: list[str] = []
+    run_on = False
     for line_no, line in enumerate(joined_lines):
-        for s_no, sentence in enumerate(_split_on_inline_also(line)):
+        for s_no, (sentence, split_at_and) in enumerate(_split_on_inline_also(line)):
             starts_line = s_no == 0 and line_no > 0
             new = bool(current) and (
                 _NEW_ISSUE_START.match(sentence) is not None
@@ -402,12 +473,13 @@ def _split_paragraph(lines: list[str]) -> list[Segment]:
             if new:
                 text = " ".join(current)
                 segments.append(Segment(text, "paragraph" if not segments else "sentence",
-                                        sentences=list(current)))
+                                        sentences=list(current), run_on=run_on))
                 current = []
+                run_on = split_at_and
             current.append(sentence)
     if current:
         segments.append(Segment(" ".join(current), "paragraph" if not segments else "sentence",
-                                sentences=list(current)))
+                                sentences=list(current), run_on=run_on))
     return segments
 
 
@@ -415,16 +487,64 @@ _INLINE_ALSO = _rx(r"(?:,|;|\s[-–—])\s+(?=also\b|and also\b|tambi[eé]n\b)|"
                    r"(?<=[a-z])\.\s+(?=also\b)")
 
 
-def _split_on_inline_also(line: str) -> list[str]:
-    """Sentences of one line, also split at ", also the ..." inside a sentence."""
-    parts: list[str] = []
+_RUN_ON_AND = _rx(r"(?:,\s*|\s+)(?=and (?:also )?(?:the|our|my|there(?:'s| is| are)?|theres)\s)")
+_REFERS_BACK = _rx(r"\b(?:there|it|its|it'?s|same|them|they)\b")
+"""Words that tie "and the baseboard there is swelling" to the problem before it."""
+RUN_ON_WORDS = 24
+"""A sentence this long with no comma is a run-on that may hold several problems."""
+
+
+def _split_on_inline_also(line: str) -> list[tuple[str, bool]]:
+    """Sentences of one line, also split at ", also the ..." inside a sentence, and a
+    run-on sentence split at "(,) and the ..." where each side reports a problem; each
+    with True when it was split off at such an "and"."""
+    parts: list[tuple[str, bool]] = []
     for sentence in _sentences(line):
         pieces = _INLINE_ALSO.split(sentence)
-        parts.extend(p.strip() for p in pieces if p.strip())
+        for piece in (p.strip() for p in pieces if p.strip()):
+            split = _split_run_on(piece)
+            parts.extend((text, n > 0) for n, text in enumerate(split))
     return parts
 
 
+def _split_run_on(sentence: str) -> list[str]:
+    """Split at ", and the ..." (or a bare "and the ..." in a long comma-less sentence)
+    when the words before and after both describe a problem of their own."""
+    pieces: list[str] = []
+    rest = sentence
+    bare_ok = "," not in sentence and len(sentence.split()) >= RUN_ON_WORDS
+    start = 0
+    for match in _RUN_ON_AND.finditer(sentence):
+        if not bare_ok and "," not in match.group(0):
+            continue
+        left = sentence[start:match.start()].strip()
+        right = sentence[match.end():].strip()
+        if (len(left.split()) >= 4 and len(right.split()) >= 5 and _DEFECT.search(left)
+                and _DEFECT.search(_first_clause(right))
+                and not _REFERS_BACK.search(" ".join(right.split()[:6]))):
+            pieces.append(left)
+            start = match.end()
+    rest = sentence[start:].strip()
+    return [*pieces, rest] if rest else pieces
+
+
+def _first_clause(text: str) -> str:
+    """The words up to the next "and the ..." or comma: the part one split describes."""
+    return re.split(r",|\sand (?:also )?(?:the|our|my)\s", text, maxsplit=1)[0]
+
+
 # --- trade classification ----------------------------------------------------------------
+
+MODEL_PATH = Path(__file__).resolve().parent / "data" / "trade_model.npz"
+"""The base model fitted on :data:`PHRASES_PATH`, shipped so no daemon fits it at start-up;
+``python -m warrantyd.daemon.drafters.offline --write-model`` rewrites it."""
+MODEL_SETTINGS = ("tfidf words 1-2 + char_wb 3-5, sublinear, l2 per half; "
+                  "logistic regression C=20 lbfgs")
+"""Part of the model key: a change of features or fitting makes the shipped model stale."""
+_WHITE_SPACES = re.compile(r"\s\s+")
+_WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+log = logging.getLogger("warrantyd.drafters.offline")
 
 
 def _load_phrases(path: Path = PHRASES_PATH) -> list[tuple[str, str]]:
@@ -445,52 +565,208 @@ def _normalise(text: str) -> str:
     return text
 
 
+def _word_grams(text: str) -> list[str]:
+    """Word unigrams and bigrams of the normalised text (scikit-learn's "word" analyzer)."""
+    tokens = _WORD_TOKEN.findall(_normalise(text))
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+
+
+def _char_grams(text: str) -> list[str]:
+    """Character 3- to 5-grams inside space-padded words (scikit-learn's "char_wb")."""
+    grams: list[str] = []
+    for word in _WHITE_SPACES.sub(" ", _normalise(text)).split():
+        word = f" {word} "
+        size = len(word)
+        for n in range(3, 6):
+            if size <= n:
+                grams.append(word)  # a short word counts once, whole
+                break
+            grams.extend(word[i:i + n] for i in range(size - n + 1))
+    return grams
+
+
+_ANALYZERS = (_word_grams, _char_grams)
+
+
+@dataclass(frozen=True)
+class TradeModel:
+    """A fitted TF-IDF + multinomial logistic-regression model as plain arrays.
+
+    Reading with it needs only NumPy: scikit-learn (slow to import and heavy to keep in
+    memory) is loaded only to fit a model, which a daemon without staff feedback never does.
+    The two feature blocks (word and character n-grams) are each L2-normalised, as
+    scikit-learn's ``FeatureUnion`` of two ``TfidfVectorizer`` gives them.
+    """
+
+    vocabularies: tuple[dict[str, int], dict[str, int]]
+    """Term -> column, per block; the character block's columns follow the word block's."""
+    idf: Any
+    coef: Any
+    """(classes, columns)."""
+    intercept: Any
+    classes: tuple[str, ...]
+
+    def vector(self, text: str) -> tuple[Any, Any]:
+        """The TF-IDF vector of ``text`` as (columns, values)."""
+        import numpy as np
+
+        columns: list[int] = []
+        values: list[float] = []
+        for vocabulary, analyze in zip(self.vocabularies, _ANALYZERS, strict=True):
+            counts = Counter(analyze(text))
+            found = [(vocabulary[g], c) for g, c in counts.items() if g in vocabulary]
+            if not found:
+                continue
+            cols = np.fromiter((c for c, _ in found), dtype=np.intp, count=len(found))
+            tf = np.log(np.fromiter((n for _, n in found), dtype=np.float64,
+                                    count=len(found))) + 1.0
+            weights = tf * self.idf[cols]
+            norm = math.sqrt(float(weights @ weights))
+            columns.extend(cols.tolist())
+            values.extend((weights / norm).tolist() if norm else weights.tolist())
+        return np.asarray(columns, dtype=np.intp), np.asarray(values, dtype=np.float64)
+
+    def probabilities(self, text: str) -> Any:
+        """Class probabilities of ``text``, in :attr:`classes` order."""
+        import numpy as np
+
+        columns, values = self.vector(text)
+        scores = self.coef[:, columns] @ values + self.intercept
+        scores = np.exp(scores - scores.max())
+        return scores / scores.sum()
+
+    def save(self, path: Path, key: str) -> None:
+        import numpy as np
+
+        words, chars = ([t for t, _ in sorted(v.items(), key=lambda kv: kv[1])]
+                        for v in self.vocabularies)
+        with path.open("wb") as out:
+            np.savez_compressed(out, key=np.array(key), words=np.array(words),
+                                chars=np.array(chars), idf=self.idf, coef=self.coef,
+                                intercept=self.intercept, classes=np.array(self.classes))
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> TradeModel | None:
+        """The model saved at ``path`` when it was fitted for ``key``, else None."""
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["key"]) != key:
+                    return None
+                words = {t: i for i, t in enumerate(data["words"].tolist())}
+                chars = {t: i + len(words) for i, t in enumerate(data["chars"].tolist())}
+                return cls((words, chars), data["idf"], data["coef"], data["intercept"],
+                           tuple(data["classes"].tolist()))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+def fit_trade_model(texts: Sequence[str], labels: Sequence[str],
+                    weights: Sequence[float]) -> TradeModel:
+    """Fit the features and the logistic regression on labelled texts (scikit-learn)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion
+
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(preprocessor=_normalise, ngram_range=(1, 2),
+                                  sublinear_tf=True)),
+        ("chars", TfidfVectorizer(preprocessor=_normalise, analyzer="char_wb",
+                                  ngram_range=(3, 5), sublinear_tf=True)),
+    ])
+    matrix = features.fit_transform(list(texts))
+    model = LogisticRegression(C=20.0, max_iter=3000)
+    model.fit(matrix, list(labels), sample_weight=list(weights))
+    words, chars = (vectorizer for _, vectorizer in features.transformer_list)
+    word_vocabulary = {str(t): int(i) for t, i in words.vocabulary_.items()}
+    char_vocabulary = {str(t): int(i) + len(word_vocabulary)
+                       for t, i in chars.vocabulary_.items()}
+    return TradeModel(
+        (word_vocabulary, char_vocabulary),
+        np.concatenate([words.idf_, chars.idf_]),
+        np.ascontiguousarray(model.coef_, dtype=np.float64),
+        np.asarray(model.intercept_, dtype=np.float64),
+        tuple(str(c) for c in model.classes_))
+
+
+def base_model_key(path: Path = PHRASES_PATH) -> str:
+    """What the base model was fitted from: the phrase file's bytes and the settings."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(MODEL_SETTINGS.encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _base_model() -> TradeModel:
+    """The shipped base model; fitted here (seconds) only when the phrases changed since."""
+    key = base_model_key()
+    model = TradeModel.load(MODEL_PATH, key)
+    if model is None:
+        log.warning("the shipped trade model does not match %s; fitting it now (this takes "
+                    "seconds at every start until `python -m warrantyd.daemon.drafters.offline "
+                    "--write-model` is run)", PHRASES_PATH.name)
+        base = _base_phrases()
+        model = fit_trade_model([t for t, _ in base], [label for _, label in base],
+                                [1.0] * len(base))
+    return model
+
+
 class TradeClassifier:
     """TF-IDF (word and character n-grams) + logistic regression over trade labels.
 
-    Fitting on the ~500 built-in phrases takes well under a second; fitted models are
-    cached per set of feedback examples, so a drafter that sees the same examples again
-    reuses its model.
+    Without feedback it is the base model fitted on the built-in phrases, shipped with
+    the package.  Staff decisions retrain it: the phrases and the decisions (each counting
+    :data:`FEEDBACK_WEIGHT` times) are fitted together; fitted models are cached per set
+    of feedback examples, so a drafter that sees the same examples again reuses its model.
     """
 
     def __init__(self, feedback: tuple[tuple[str, str], ...] = ()) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import FeatureUnion
+        import numpy as np
 
-        base = _base_phrases()
-        texts = [t for t, _ in base] + [t for t, _ in feedback]
-        labels = [label for _, label in base] + [label for _, label in feedback]
-        weights = [1.0] * len(base) + [FEEDBACK_WEIGHT] * len(feedback)
-        self.features = FeatureUnion([
-            ("words", TfidfVectorizer(preprocessor=_normalise, ngram_range=(1, 2),
-                                      sublinear_tf=True, strip_accents="unicode")),
-            ("chars", TfidfVectorizer(preprocessor=_normalise, analyzer="char_wb",
-                                      ngram_range=(3, 5), sublinear_tf=True,
-                                      strip_accents="unicode")),
-        ])
-        matrix = self.features.fit_transform(texts)
-        self.model = LogisticRegression(C=20.0, max_iter=3000)
-        self.model.fit(matrix, labels, sample_weight=weights)
+        if feedback:
+            base = _base_phrases()
+            self.model = fit_trade_model(
+                [t for t, _ in base] + [t for t, _ in feedback],
+                [label for _, label in base] + [label for _, label in feedback],
+                [1.0] * len(base) + [FEEDBACK_WEIGHT] * len(feedback))
+        else:
+            self.model = _base_model()
         self.feedback = feedback
-        self._feedback_matrix = matrix[len(base):] if feedback else None
+        # Feedback vectors as coordinate lists, for one similarity per example at once.
+        rows: list[Any] = []
+        columns: list[Any] = []
+        values: list[Any] = []
+        for row, (text, _trade) in enumerate(feedback):
+            cols, vals = self.model.vector(text)
+            rows.append(np.full(len(cols), row, dtype=np.intp))
+            columns.append(cols)
+            values.append(vals)
+        self._feedback_coo = ((np.concatenate(rows), np.concatenate(columns),
+                               np.concatenate(values)) if feedback else None)
 
     def predict(self, text: str) -> tuple[str, float]:
         """The most likely trade for ``text`` and its probability."""
-        probs = self.model.predict_proba(self.features.transform([text]))[0]
+        probs = self.model.probabilities(text)
         best = int(probs.argmax())
-        return str(self.model.classes_[best]), float(probs[best])
+        return self.model.classes[best], float(probs[best])
 
     def probabilities(self, text: str) -> dict[str, float]:
-        probs = self.model.predict_proba(self.features.transform([text]))[0]
-        return {str(c): float(p) for c, p in zip(self.model.classes_, probs, strict=True)}
+        probs = self.model.probabilities(text)
+        return {c: float(p) for c, p in zip(self.model.classes, probs, strict=True)}
 
     def nearest_feedback(self, text: str) -> tuple[str, float] | None:
         """The trade staff gave the most similar past text, when it is similar enough."""
-        if self._feedback_matrix is None:
+        import numpy as np
+
+        if self._feedback_coo is None:
             return None
-        vector = self.features.transform([text])
-        sims = (self._feedback_matrix @ vector.T).toarray().ravel()
+        rows, columns, values = self._feedback_coo
+        query = np.zeros(self.model.coef.shape[1])
+        cols, vals = self.model.vector(text)
+        query[cols] = vals
+        sims = np.bincount(rows, weights=values * query[columns], minlength=len(self.feedback))
         # Each half of the union is L2-normalised, so the dot product is at most 2.
         sims = sims / 2.0
         votes: dict[str, float] = defaultdict(float)
@@ -523,7 +799,14 @@ def _feedback_pairs(examples: Sequence[FeedbackExample]) -> tuple[tuple[str, str
 
 
 # Conventions of the warranty team that a phrase model cannot infer from words alone.
+# The thing named decides, not the room it is in: a bathroom fan is wiring, an attic
+# hatch in the garage is insulation.
 _CONVENTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_rx(r"\b(?:exhaust|bath(?:room)?|vent(?:ilation)?|extractor) fans?\b|"
+         r"\bfan in the (?:\w+\s){0,2}(?:bath(?:room)?|powder room)\b|extractor|"
+         r"ventilador del ba[ñn]o"), "electrical"),
+    (_rx(r"\b(?:attic|crawl ?space) (?:hatch|access|scuttle|cover|opening|panel|door)\w*|"
+         r"\bhatch (?:to|into|for) the attic|\battic hatch"), "insulation"),
     (_rx(r"\b(?:nail|screw) ?pops?\b|\bpopped nails?\b"), "drywall"),
     (_rx(r"\b(?:towel (?:bar|ring|rack)|(?:toilet )?paper holder|tp holder|toallero)\b"),
      "drywall"),
@@ -558,10 +841,14 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
      "primary bathroom"),
     (r"(?:master|primary) (?:bed(?:room)?|suite)", "primary bedroom"),
     (r"(?:master|primary) (?:walk-?in )?closet", "primary closet"),
+    (r"walk-?in closet", "walk-in closet"),
+    (r"coat closet", "coat closet"),
+    (r"linen closet", "linen closet"),
     (r"(?:upstairs |downstairs )?hall(?:way)? bath(?:room)?", "hall bathroom"),
     (r"(?:kids'?|children'?s|jack and jill) bath(?:room)?", "kids' bathroom"),
     (r"guest bath(?:room)?", "guest bathroom"),
-    (rf"(?P<floor>{_FLOOR}) bath(?:room)?", "{floor} bathroom"),
+    (rf"(?P<floor>{_FLOOR}) (?:bath(?:room)?|tub|shower|toilet|vanity)", "{floor} bathroom"),
+    (r"(?:toilet|tub|shower|vanity) (?P<floor>upstairs|downstairs)", "{floor} bathroom"),
     (r"powder room|half[- ]bath", "powder room"),
     (r"guest (?:bed)?room", "guest bedroom"),
     (r"bedroom (?:#\s?)?(?P<n>\d)", "bedroom {n}"),
@@ -578,7 +865,8 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"living room|front room", "living room"),
     (r"family room|great room|den\b", "family room"),
     (r"office|study\b", "office"),
-    (r"loft|bonus room", "loft"),
+    (r"bonus room", "bonus room"),
+    (r"loft", "loft"),
     (r"attic(?! (?:access|hatch|door|stairs|ladder|opening))", "attic"),
     (r"crawl ?space", "crawl space"),
     (r"basement", "basement"),
@@ -596,7 +884,8 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"side yard", "side yard"),
     (r"garage", "garage"),
     (r"roof", "roof"),
-    (r"(?:back|rear) of (?:the |our )?(?:house|home)", "back of house"),
+    (r"(?:back|rear) (?:side )?of (?:the |our )?(?:house|home|roof)", "back of house"),
+    (r"back door", "back door"),
     (r"(?:\w+ )?side of (?:the |our )?(?:house|home)", "side of house"),
     (r"front (?:of (?:the |our )?(?:house|home)|elevation)", "front of house"),
     (r"closet", "closet"),
@@ -623,7 +912,12 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"exterior|outside", "exterior"),
 )
 _LOCATION_RES = tuple((re.compile(rf"\b(?:{p})", re.IGNORECASE), n) for p, n in _LOCATIONS)
-_GENERIC_LOCATIONS = frozenset({"upstairs", "exterior", "whole house"})
+_HEARD_FROM = _rx(
+    r"\b(?:hear|heard|hearing|hears)\s+(?:it|them|this|that|the \w+)?\s*"
+    r"(?:from|in|all the way (?:from|in|up|down)|down in|up in|throughout)\b[^,.;!?]*"
+)
+"""Where a noise is heard ("you can hear it from the bedroom") is not where the thing is."""
+_GENERIC_LOCATIONS = frozenset({"upstairs", "exterior", "whole house", "back door"})
 _SAME_PLACE = _rx(r"\b(?:same|that) (?:bath(?:room)?|room|area|spot|wall|window|door)\b|"
                   r"\bmismo\b")
 
@@ -729,10 +1023,44 @@ def _strip_item_lead(text: str) -> str:
     return _SUBJECT_FILLER.sub("", text)
 
 
+_TITLE_LEAD = _rx(
+    r"^(?:"
+    # when it started or happens: "For the past day or so", "Every time we run the washer,"
+    r"(?:for|over) the (?:past|last) [^,]{0,25}?"
+    r"(?:\bor so\b|,|(?=\s(?:there|the|our|my|we|i|it)\s))|"
+    r"since [^,]{0,30},|(?:yesterday|today|tonight|recently|lately|this (?:morning|afternoon|"
+    r"evening|week)|last (?:night|week|weekend))\b,?|"
+    r"(?:every|each) time [^,]{3,50},|whenever [^,]{3,50},|when(?:ever)? it rains,?|"
+    r"while (?:we'?re|i'?m|you'?re) [^,]{0,30},|after [^,]{3,40},|"
+    # weather or context before "and now ...": "It's been pouring all afternoon and now"
+    r"(?:it'?s|it has|we'?ve|it was)\s+been\s+[^,.]{0,40}?\s+and\s+(?:now\s+)?|"
+    r"[^,.]{0,30}\b(?:rain|storm|wind)\w*[^,.]{0,30}\s+and\s+now\s+|"
+    # "What we need help with now is ...", "The thing that bothers us is ..."
+    r"(?:what|the (?:\w+ )?(?:thing|problem|issue))\s+(?:that\s+)?(?:we|i|has|is|'s)\b"
+    r"[^,:.]{0,50}?\s+(?:is|are)\s+|"
+    # telling, not the problem: "I forgot to mention,"
+    r"(?:i|we)\s+(?:just\s+)?(?:forgot|meant|wanted|want|need(?:ed)?|would like|have)\s+to\s+"
+    r"(?:mention|say|add|tell you|report|let you know|ask about)(?:\s+that)?,?|"
+    r"(?:the\s+)?(?:first|second|third|fourth|last|next)(?:\s+(?:one|photo|pic(?:ture)?|"
+    r"item|thing|issue))?\s*(?:is|shows)?\s*(?=\S)"
+    r")\s*"
+)
+
+
+def _strip_title_lead(text: str) -> str:
+    """Drop what comes before the problem: when, the weather, "I forgot to mention"."""
+    for _ in range(3):
+        stripped = _TITLE_LEAD.sub("", text, count=1).lstrip(" ,:;-")
+        if stripped == text or len(stripped.split()) < 3:
+            break
+        text = _SUBJECT_FILLER.sub("", stripped)
+    return text
+
+
 def make_title(segment: Segment) -> str:
     """A short line for subjects and lists, from the issue's first problem sentence."""
     first = next((s for s in segment.sentences if _DEFECT.search(s)), segment.text)
-    title = _strip_item_lead(first)
+    title = _strip_title_lead(_strip_item_lead(first))
     lead, sep, rest = title.partition(", but ")
     if sep and re.search(r"\b(?:no|not|nothing|never)\b", lead, re.IGNORECASE):
         title = rest
@@ -766,6 +1094,12 @@ def make_description(segment: Segment, trade: str, location: str | None, title: 
 _PHOTO_NUMBER = _rx(r"\b(?:photos?|pics?|pictures?|images?|fotos?|imagen)\s*#?\s*(\d)\b")
 _FILENAME_NOISE = _rx(r"^(?:img|dsc|dscn|pxl|image|photo|pic|screenshot|scan|whatsapp|"
                       r"jpe?g|png|heic|gif|\d+|[a-z])$")
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3,
+             "4th": 3, "fifth": 4, "5th": 4, "last": -1, "primera": 0, "segunda": 1,
+             "tercera": 2}
+_PHOTO_ORDINAL = _rx(r"\b(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last)\s+"
+                     r"(?:one|photo|pic(?:ture)?|image|attachment|shot)\b|"
+                     r"\b(primera|segunda|tercera)\s+(?:foto|imagen)\b")
 _BOTH = _rx(r"\b(?:both|all|each|ambos|ambas|todos)\b")
 
 
@@ -781,6 +1115,13 @@ def assign_photos(photos: Sequence[str], issues: Sequence[Segment],
     for i, seg in enumerate(issues):
         for match in _PHOTO_NUMBER.finditer(seg.text):
             n = int(match.group(1)) - 1
+            if 0 <= n < len(photos) and result[n] is None:
+                result[n] = i
+    # 1b. "The first one ..." / "the second photo ...": the photos in attachment order.
+    for i, seg in enumerate(issues):
+        for match in _PHOTO_ORDINAL.finditer(seg.text):
+            n = _ORDINALS[(match.group(1) or match.group(2)).lower()]
+            n = len(photos) - 1 if n < 0 else n
             if 0 <= n < len(photos) and result[n] is None:
                 result[n] = i
     # 2. Words of the file name ("stucco-crack.jpg") found in one issue.
@@ -926,6 +1267,7 @@ class OfflineDrafter:
             # An emergency must never vanish because the mail did not look like a request.
             issues = [Segment(text, "fallback", sentences=_sentences(text))]
             source_note.append("emergency found outside any recognised issue")
+        issues = self._merge_run_ons(classifier, issues)
         names = [n for n in re.split(r"[\s,&]+", request.homeowner_name) if n]
         photos = [p.filename for p in request.photos if _is_image(p)]
         photo_index = assign_photos(photos, issues, others)
@@ -942,7 +1284,7 @@ class OfflineDrafter:
                 trade = "plumbing"  # an active water leak
             if trade not in request.trades:
                 trade = "other" if "other" in request.trades else request.trades[0]
-            location = find_location(_strip_item_lead(seg.text))
+            location = find_location(_HEARD_FROM.sub(" ", _strip_item_lead(seg.text)))
             if (previous_location and _SAME_PLACE.search(seg.text)
                     and (location is None or location in previous_location)):
                 location = previous_location  # "in the same bathroom"
@@ -990,9 +1332,29 @@ class OfflineDrafter:
             if pattern.search(text):
                 return trade, 0.9
         first = next((s for s in _sentences(text) if _DEFECT.search(s)), text)
-        probs = classifier.probabilities(f"{first} {text}")
+        thing = _problem_thing(first)
+        probs = classifier.probabilities(f"{thing} {thing} {first} {text}")
         trade = max(probs, key=lambda t: probs[t])
         return trade, probs[trade]
+
+    def _merge_run_ons(self, classifier: TradeClassifier,
+                       issues: list[Segment]) -> list[Segment]:
+        """Join an "and the ..." piece back to the issue before it when it names the same
+        trade in the same place ("the fan blows warm air, and the unit outside is off")."""
+        merged: list[Segment] = []
+        for seg in issues:
+            if merged and seg.run_on:
+                prev = merged[-1]
+                here, there = (find_location(_strip_item_lead(s.text)) for s in (seg, prev))
+                same_place = (here is None or there is None or here == there
+                              or here in _GENERIC_LOCATIONS or there in _GENERIC_LOCATIONS)
+                if same_place and (self._trade(classifier, seg.text)[0]
+                                   == self._trade(classifier, prev.text)[0]):
+                    prev.text += " " + seg.text
+                    prev.sentences += seg.sentences
+                    continue
+            merged.append(seg)
+        return merged
 
     @staticmethod
     def _place_missed_emergency(drafts: list[DraftIssue], issues: list[Segment], reason: str,
@@ -1005,7 +1367,45 @@ class OfflineDrafter:
             drafts[target].emergency_reason = reason
 
 
+_THING_END = _rx(
+    r"\b(?:by|near|next to|beside|in|on|at|above|below|under|underneath|over|behind|from|"
+    r"inside|outside|off|is|are|was|were|has|have|had|keeps?|won'?t|wont|doesn'?t|doesnt|"
+    r"does|did|didn'?t|isn'?t|can'?t|will|that|which|when|where|and|but|del|de la|en|est[aá]|"
+    r"no|se)\b"
+)
+
+
+def _problem_thing(sentence: str) -> str:
+    """The words naming the thing at fault, before where it is and what it does:
+    "the outlet" in "the outlet by the garage door quit working".  Repeated in the text
+    the classifier reads so the thing outweighs the room or landmark named after it."""
+    text = _SUBJECT_FILLER.sub("", _strip_title_lead(_strip_item_lead(sentence)))
+    ends = [m.start() for m in (_THING_END.search(text), _DEFECT.search(text)) if m]
+    thing = text[: min(ends)] if ends else text
+    thing = thing.rsplit(",", 1)[-1].strip()
+    return thing if 0 < len(thing.split()) <= 5 else ""
+
+
 def _is_image(photo: Photo) -> bool:
     return photo.content_type.lower().startswith("image/") or bool(
         re.search(r"\.(?:jpe?g|png|gif|heic|webp)$", photo.filename, re.IGNORECASE)
     )
+
+
+def write_base_model(path: Path = MODEL_PATH) -> TradeModel:
+    """Fit the base model on the phrase file and save it where the package ships it."""
+    base = _base_phrases()
+    model = fit_trade_model([t for t, _ in base], [label for _, label in base],
+                            [1.0] * len(base))
+    model.save(path, base_model_key())
+    return model
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write-model"]:
+        sys.exit("usage: python -m warrantyd.daemon.drafters.offline --write-model\n"
+                 "  refits the shipped trade model after data/trade_phrases.tsv changed")
+    write_base_model()
+    print(f"wrote {MODEL_PATH}")

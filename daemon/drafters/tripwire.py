@@ -30,6 +30,8 @@ class EmergencyRule:
     needs: re.Pattern[str] | None = None
     """A second pattern the same sentence (or, for weather, the text) must also match."""
     needs_scope: str = "sentence"
+    unless: re.Pattern[str] | None = None
+    """A pattern that, found in the same sentence, says the cue means something ordinary."""
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -60,7 +62,19 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"gas\s+(?:smell|odou?r|leak|leaking|is leaking)|rotten[- ]egg\s+smell|"
             r"leaking gas|hiss\w* (?:from|at|of) the gas|"
             r"(?:olor|huele|oler)\s+(?:mucho\s+|fuerte\s+|bastante\s+)?a\s+gas|fuga de gas|"
-            r"escape de gas)"
+            r"escape de gas|"
+            # Mercaptan, the smell put in gas, as people describe it without saying "gas".
+            r"(?:smell\w*|odou?r|stinks?|stench|whiff)\b[^.!?]{0,30}?\b(?:rotten|rotting|bad)[- ]"
+            r"eggs?|(?:rotten|rotting)[- ]eggs?\b[^.!?]{0,20}?\b(?:smell\w*|odou?r|stench)|"
+            r"sul(?:f|ph)ur\w*\s+(?:smell|odou?r|stench)|(?:smell\w*|odou?r)\s+(?:of|like)\s+"
+            r"sul(?:f|ph)ur|(?:olor|huele)\s+a\s+huevos?\s+podridos?|"
+            r"(?:olor|huele)\s+a\s+azufre)"
+        ),
+        # Sulphur in the water (a water-heater anode) smells the same and is routine.
+        unless=_rx(
+            r"\b(?:hot water|tap water|the water (?:smells|from)|water (?:smells|from the)|"
+            r"from the (?:tap|faucet|shower ?head|hot water)|faucets?|taps?|well water|"
+            r"agua (?:caliente|de la llave))\b"
         ),
     ),
     EmergencyRule(
@@ -80,12 +94,15 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"\b(?:sewage|sewer water|raw sewage|aguas negras|aguas residuales|"
             r"(?:toilet|drain|drains)\s+(?:is |are )?(?:backing|backed) up|"
             r"(?:backing|backed|coming) up (?:out of|through|from) (?:the |a |our )?"
-            r"(?:floor |shower |tub |basement )*drains?)"
+            r"(?:floor |shower |tub |basement )*drains?|"
+            r"smell\w* (?:like|of) (?:an? |the )?sewer|sewer[- ]smelling|"
+            r"(?:black|brown|gr[ae]y(?:[- ]black)?|dirty|filthy|murky)\s+water\s+(?:is\s+)?"
+            r"(?:coming|came|comes|bubbling|bubbles|backing|backs|backed|gurgling)\s+up)"
         ),
         needs=_rx(
-            r"\b(?:back\w* up|backing|coming up|came up|overflow\w*|flood\w*|spill\w*|"
-            r"spread\w*|out of|into|all over|on the floor|regres\w*|sal(?:e|iendo)|"
-            r"brot\w*|desbord\w*)"
+            r"\b(?:back\w* up|backing|coming up|comes up|came up|bubbl\w* up|overflow\w*|"
+            r"flood\w*|spill\w*|spread\w*|out of|into|all over|on the floor|fill\w* (?:up )?"
+            r"with|came over|regres\w*|sal(?:e|iendo)|brot\w*|desbord\w*)"
         ),
     ),
     EmergencyRule(
@@ -104,8 +121,21 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"fuga de agua muy fuerte|fuga (?:muy )?(?:grande|fuerte)|"
             r"(?:cerramos|cerr[eé]|cortamos) (?:la )?(?:llave|v[aá]lvula) (?:principal|general|"
             r"de paso principal)|se revent\w*|est[aá] saliendo (?:mucha )?agua|"
-            r"sale mucha agua|inund\w*)"
+            r"sale mucha agua|inund\w*|"
+            # Water that will not stop, however it is said.
+            r"water\b[^.!?,]{0,30}?\b(?:keeps|kept|won'?t stop|wont stop|will not stop|"
+            r"doesn'?t stop|is still|still|continues to)\s+(?:coming|pouring|running|flowing|"
+            r"spreading|rising|gushing|leaking|streaming)|"
+            r"(?:can'?t|cant|cannot|couldn'?t|unable to)\s+(?:get\s+)?(?:the\s+)?(?:water|leak|it)"
+            r"\s+to\s+stop|(?:can'?t|cant|cannot|couldn'?t)\s+stop\s+(?:the\s+)?(?:water|leak)|"
+            r"still (?:pouring|gushing|streaming|flowing) (?:out of|from|through|down)|"
+            r"towels?\b[^.!?]{0,40}\b(?:soaked|soaking|drenched|saturated)|"
+            r"(?:sigue|contin[uú]a)\s+saliendo\s+(?:mucha\s+)?agua|"
+            r"no\s+(?:para|deja)\s+de\s+salir\s+(?:el\s+)?agua|el agua no (?:para|deja de salir))"
         ),
+        # Water that comes in with every storm is a recurring leak, not one running now.
+        unless=_rx(r"\b(?:every time|each time|whenever|after (?:every|each|heavy|a|big) "
+                   r"(?:rain|storm)|when(?:ever)? it rains|cada vez que llueve)\b"),
     ),
     EmergencyRule(
         "total loss of heat in cold weather",
@@ -188,10 +218,13 @@ _RESOLVED = _rx(
     r"\b(?:(?:was|were|got|been|already|had (?:it|them)|came (?:out )?and|you|they|"
     r"plumber|electrician|technician|tech|vendor|company)\b[^.!?]{0,30}\b(?:fixed|repaired|"
     r"resolved)|(?:fixed|repaired) (?:it|them|last|yesterday|in \w+|on \w+)|"
-    r"taken care of|took care of|no longer|not \w+ing anymore|"
+    r"taken care of|took care of|no longer (?:leak|drip|smell|spark|run|happen|an? |"
+    r"a problem|an issue)\w*|not \w+ing anymore|"
     r"thanks? (?:you )?for (?:fixing|repairing|sending|getting)|(?:everything|it) is dry|"
     r"(?:it'?s|is) dry now|"
-    r"anymore|any more|stopped leaking|working (?:great|fine|perfectly|well)|"
+    r"(?:not|n't|no longer)\s+(?:\w+\s+){0,2}?(?:leak|drip|smell|spark|beep|chirp|happen|"
+    r"flood|spray|trip|overflow|back(?:ing)? up|go(?:es|ing)? off)\w*\b[^.!?]{0,20}"
+    r"\b(?:anymore|any more)|stopped leaking|working (?:great|fine|perfectly|well)|"
     r"works (?:great|fine|perfectly)|all good|ya no|ya (?:se )?(?:arregl|repar|compus)\w*|"
     r"arreglaron|repararon|ya qued[oó]|funciona bien|there was none|found nothing|"
     r"none found|nothing found|no leak found|came back (?:negative|clean|fine))"
@@ -241,6 +274,8 @@ def emergency_reasons(text: str) -> list[str]:
             if (rule.needs is not None and rule.needs_scope == "sentence"
                     and not rule.needs.search(sentence)):
                 continue
+            if rule.unless is not None and rule.unless.search(sentence):
+                continue
             if any(_clause_fires(rule, clause) for clause in _CLAUSE_SPLIT.split(sentence)):
                 reasons.append(rule.reason)
                 break
@@ -265,6 +300,8 @@ class _UrgentRule:
     reason: str
     pattern: re.Pattern[str]
     needs: re.Pattern[str] | None = None
+    unless: re.Pattern[str] | None = None
+    """Found in the same sentence, the cue is about something that is not urgent."""
 
 
 _VULNERABLE_OR_HOT = _rx(
@@ -289,9 +326,19 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"garage is (?:standing )?open|"
             r"se sali[oó] del riel|no (?:abre|cierra) la puerta del garaje|"
             r"puerta del (?:garaje|cochera) no (?:abre|cierra|sube|baja)|"
-            r"se qued[oó] abierta)"
+            r"se qued[oó] abierta|"
+            r"stuck (?:\w+ ){0,3}?(?:open|up)\b|"
+            r"\b(?:door|it)\b[^.!?]{0,40}?\b(?:won'?t|wont|doesn'?t|doesnt|does not|will not|"
+            r"can'?t|cannot)\s+(?:\w+\s+)?(?:close|shut|go down|come down|stay (?:down|closed))|"
+            r"stopped (?:\w+ ){0,4}?(?:off the ground|part ?way|halfway))"
         ),
         needs=_rx(r"\b(?:garage|overhead|garaje|cochera)"),
+        # Not the overhead door: a cabinet, a hatch, or the door between house and garage
+        # (whose self-closer is routine).
+        unless=_rx(r"\b(?:cabinet|closet|hatch|attic|access|pantry|side|service|entry|"
+                   r"man|house|screen) doors?\b|\bhatch\b|\bcabinet|"
+                   r"\bdoor (?:from|to|into|between) (?:the )?(?:house|garage|kitchen|laundry|"
+                   r"mud ?room|hall)|by itself|on its own|self[- ]clos\w*"),
     ),
     _UrgentRule(
         "door cannot be locked",
@@ -299,9 +346,16 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"\b(?:(?:can'?t|cannot|couldn'?t|won'?t|doesn'?t|will not|unable to) (?:be )?"
             r"(?:lock|locked|latch and lock)|(?:lock|latch|deadbolt)\w* (?:is )?(?:broken|broke|"
             r"won'?t (?:throw|engage|lock|catch))|no (?:lock|se puede cerrar con (?:llave|seguro))|"
-            r"no cierra con (?:llave|seguro))"
+            r"no cierra con (?:llave|seguro)|"
+            r"(?:can'?t|cant|cannot|couldn'?t|won'?t|wont|doesn'?t|doesnt|does not|will not|"
+            r"unable to|no longer)\s+(?:\w+\s+)?lock\b|"
+            r"(?:lock|latch|deadbolt|bolt)\w*\s+(?:\w+\s+){0,3}?(?:won'?t|wont|doesn'?t|"
+            r"doesnt|does not|will not|no longer)\s+(?:catch|engage|throw|latch|lock)\b)"
         ),
         needs=_rx(r"\b(?:door|deadbolt|slider|puerta)"),
+        # An inside door's privacy lock is not the home's security.
+        unless=_rx(r"\b(?:bath(?:room)?|bedroom|closet|pantry|privacy|pocket|cabinet|interior|"
+                   r"barn|laundry|office|powder room|linen) (?:door|lock)"),
     ),
     _UrgentRule(
         "GFCI tripping with food at risk",
@@ -326,7 +380,10 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"\b(?:(?:it'?s|it is|is|are|currently|right now)\s+(?:still\s+)?(?:raining|pouring|"
             r"storming)|(?:raining|pouring) (?:right )?now|during (?:this|the current) (?:storm|"
             r"rain)|"
-            r"est[aá] lloviendo|mientras llueve)"
+            r"est[aá] lloviendo|mientras llueve|"
+            r"(?:it'?s|it has|has|it'?s been|it has been)\s+been\s+(?:raining|pouring|storming)|"
+            r"(?:raining|pouring|storming|storms?|rain)\s+(?:all|since)\b|"
+            r"(?:heavy|hard) rain (?:right now|today|tonight|all)|ha estado lloviendo)"
         ),
         needs=_rx(r"\b(?:leak\w*|drip\w*|water (?:is )?(?:coming|pouring)|gotea\w*|gotera|"
                   r"filtra\w*|bucket)"),
@@ -353,6 +410,8 @@ def urgent_reason(text: str) -> str | None:
             continue
         for sentence in _sentences(text):
             if _RESOLVED.search(sentence) and not _RECURRED.search(sentence):
+                continue
+            if rule.unless is not None and rule.unless.search(sentence):
                 continue
             for match in rule.pattern.finditer(sentence):
                 if not _negated(sentence, match.start()):
