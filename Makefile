@@ -22,8 +22,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Reading quality first (fast), then speed (each starts its own servers; minutes each).
+BENCH_SCRIPTS := measure_trimming eval_staff_replies eval_vendor_replies eval_drafter \
+                 bench_llm_cost bench_latency bench_intake bench_queries bench_scaleout
+
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(BENCH_SCRIPTS); do echo "== bench/$$script.py"; \
+	    $(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
