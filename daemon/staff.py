@@ -32,7 +32,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import ModuleType
 
 from sqlalchemy import select
@@ -58,6 +58,7 @@ from warrantyd.parsers.commands import HELP_TEXT, Command, CommandParse, parse_c
 from warrantyd.storage.models import (
     Digest,
     Feedback,
+    HistoryEvent,
     OutboundMessage,
     ServiceRequest,
     Vendor,
@@ -525,8 +526,13 @@ class _Applier:
             raise CommandRefused("this digest covers several requests, so 'new:' does not know "
                                  "where the work belongs; use `warrantyd wo create SR-n` or "
                                  "reply to the request's own digest")
+        description = (cmd.text or "").strip()
+        same = self._recent_same_work_order(sr, description)
+        if same is not None:
+            return [f"{same.ref} on {sr.ref} already has this description (created "
+                    f"{_local(self.config, same.created_at):%b %d %H:%M}); nothing new created"]
         wo = _new_work_order(self.session, self.config, sr, trade=None,
-                             description=(cmd.text or "").strip(), vendor=None,
+                             description=description, vendor=None,
                              actor=self.actor, now=self.now)
         assert self.digest is not None
         self.digest.work_order_ids = [*self.digest.work_order_ids, wo.id]
@@ -536,11 +542,28 @@ class _Applier:
                 f"{wo.priority}{vendor}). It is item {number} of this digest now: reply "
                 f"'accept {number}' (or 'edit {number} trade: X') to go on"]
 
+    def _recent_same_work_order(self, sr: ServiceRequest, description: str) -> WorkOrder | None:
+        """A work order on ``sr`` with this description made in the last day: the same reply
+        re-sent (with a new Message-ID) must not create the work twice."""
+        wanted = " ".join(description.lower().split())
+        since = self.now - timedelta(days=1)
+        for wo in sr.work_orders:
+            if wo.created_at >= since and " ".join(wo.description.lower().split()) == wanted:
+                return wo
+        return None
+
     def note(self, cmd: Command) -> list[str]:
         out = []
         for ref in cmd.wo:
             wo = self.wo_by_ref(ref)
-            self.history(wo, "note", (cmd.text or "").strip(), internal=True)
+            text = (cmd.text or "").strip()
+            if self.session.scalars(select(HistoryEvent.id).where(
+                    HistoryEvent.work_order_id == wo.id, HistoryEvent.event == "note",
+                    HistoryEvent.detail == text,
+                    HistoryEvent.at >= self.now - timedelta(days=1))).first() is not None:
+                out.append(f"{wo.ref} already has this note; not added twice")
+                continue
+            self.history(wo, "note", text, internal=True)
             out.append(f"internal note added to {wo.ref} (vendors and homeowners never see it)")
         return out
 

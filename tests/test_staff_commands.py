@@ -486,3 +486,15 @@ async def test_refused_mail_is_listed_in_the_next_digest(world: World) -> None:
         count = s.scalar(select(func.count()).select_from(Digest))
         assert count == 2
     assert "mallory@evil.example" in text_of(rows[1])
+
+
+async def test_a_re_sent_reply_does_not_create_the_same_work_or_note_twice(world: World) -> None:
+    """The same reply sent again (a new Message-ID, as a client's "send again" makes)."""
+    for _ in range(2):
+        await world.reply("new: Fix the side gate latch\nnote WO-1: gate code 4471")
+    with world.db.session() as s:
+        gates = s.scalars(select(WorkOrder).where(
+            WorkOrder.description == "Fix the side gate latch")).all()
+        notes = s.scalars(select(HistoryEvent).where(HistoryEvent.event == "note")).all()
+    assert len(gates) == 1 and len(notes) == 1
+    assert "already" in world.receipts()[-1]
