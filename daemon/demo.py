@@ -39,6 +39,7 @@ from email.utils import formatdate, make_msgid
 from io import BytesIO
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from warrantyd.daemon.config import Config, load_config
 from warrantyd.daemon.demo_servers import LOOPBACK, DemoMailServers, port_or_free
@@ -343,7 +344,8 @@ async def play_story(sandbox: Sandbox, digest: EmailMessage) -> None:
         scheduled = await _until(lambda i=wo_id: next(
             (wo["scheduled_for"] for wo in _work_orders(sandbox) if wo["id"] == i), None),
             f"WO-{wo_id} to be scheduled")
-        say(f"WO-{wo_id} scheduled for {scheduled:%a %d %b %H:%M} UTC")
+        local = scheduled.astimezone(ZoneInfo(sandbox.config.company.timezone))
+        say(f"WO-{wo_id} scheduled for {local:%a %d %b %H:%M} ({local.tzname()})")
         told = await homeowner.wait_for("homeowner_scheduled", what="visit scheduled")
         say(f"homeowner got: {str(told['Subject']).strip()}")
 
