@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -169,6 +171,9 @@ def _thumbnail(content: bytes) -> bytes | None:
 
     try:
         with Image.open(io.BytesIO(content)) as image:
+            # A JPEG decodes straight to 1/2 .. 1/8 of its size, enough for a thumbnail:
+            # most of the cost of a phone photo is decoding every pixel of it.
+            image.draft(None, (THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2))
             image = ImageOps.exif_transpose(image)
             image.thumbnail(THUMBNAIL_SIZE)
             if image.mode not in ("RGB", "L"):
@@ -178,6 +183,24 @@ def _thumbnail(content: bytes) -> bytes | None:
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
+
+
+_THUMBNAIL_CACHE: OrderedDict[str, bytes | None] = OrderedDict()
+THUMBNAIL_CACHE_SIZE = 64
+"""Thumbnails kept by blob digest: a photo goes into its request's digest and again into
+every scheduled digest that lists its work order (a few MiB at most)."""
+
+
+def _thumbnail_of_blob(sha256: str, content: Callable[[], bytes]) -> bytes | None:
+    """:func:`_thumbnail` of the blob ``sha256``, made once per process for a given blob."""
+    if sha256 in _THUMBNAIL_CACHE:
+        _THUMBNAIL_CACHE.move_to_end(sha256)
+        return _THUMBNAIL_CACHE[sha256]
+    thumb = _thumbnail(content())
+    _THUMBNAIL_CACHE[sha256] = thumb
+    while len(_THUMBNAIL_CACHE) > THUMBNAIL_CACHE_SIZE:
+        _THUMBNAIL_CACHE.popitem(last=False)
+    return thumb
 
 
 def _photos(session: Session, config: Config, digest_id: int, items: list[DigestItem],
@@ -194,7 +217,8 @@ def _photos(session: Session, config: Config, digest_id: int, items: list[Digest
             photo = Photo(filename=row.filename)
             if len(inline) < MAX_THUMBNAILS and row.content_type.startswith("image/"):
                 try:
-                    thumb = _thumbnail(blobs.get(row.sha256))
+                    thumb = _thumbnail_of_blob(row.sha256,
+                                               lambda sha256=row.sha256: blobs.get(sha256))
                 except (OSError, KeyError, LookupError):
                     log.warning("photo %s of %s is missing from the blob store", row.id, wo.ref)
                     thumb = None

@@ -24,8 +24,9 @@ from warrantyd.daemon.drafters.base import (
     Photo,
     VendorInfo,
 )
-from warrantyd.parsers.classify import STAFF_MAIL, Classification, strip_subject_prefix
+from warrantyd.parsers.classify import STAFF_MAIL, Classification
 from warrantyd.parsers.message import ParsedMessage
+from warrantyd.parsers.subjects import strip_subject_prefix
 from warrantyd.parsers.trim import Reply
 from warrantyd.storage.models import Feedback, Home, Homeowner, ServiceRequest, Vendor
 

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from warrantyd.daemon.config import MailboxConfig
 from warrantyd.daemon.imap import (
@@ -58,6 +58,8 @@ log = logging.getLogger("warrantyd.intake")
 
 FILED_TO_PROCESSED = ("done", "ignored")
 FILED_TO_FAILED = ("quarantined",)
+MARK_MOVED_BATCH = 100
+"""Filed rows marked ``moved`` per transaction."""
 CUTOFF_SLACK = timedelta(seconds=1)
 """INTERNALDATE has one-second resolution: mail in the first-connect second counts as new."""
 
@@ -471,11 +473,12 @@ class ImapIntake:
                 ).order_by(InboundMessage.id))
             return [(row.id, row.uid, row.status) for row in rows]
 
-    def _mark_moved(self, row_id: int) -> None:
+    def _mark_moved(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
         with self.db.session() as session:
-            row = session.get(InboundMessage, row_id)
-            if row is not None:
-                row.moved = True
+            session.execute(update(InboundMessage).where(InboundMessage.id.in_(row_ids))
+                            .values(moved=True).execution_options(synchronize_session=False))
 
     async def _file_finished(self, session: ImapSession) -> None:
         """Move finished mail out of the folder; mark each row once the server confirmed."""
@@ -483,17 +486,26 @@ class ImapIntake:
         if not rows:
             return
         present = await session.present_uids(uid for _, uid, _ in rows)
-        for row_id, uid, status in rows:
-            target = (self.mailbox.failed_folder if status in FILED_TO_FAILED
-                      else self.mailbox.processed_folder)
-            if uid not in present:
-                log.info("UID %d of %s (%s) is no longer in %r (moved by someone else?); "
-                         "nothing to file", uid, self.key, status, self.mailbox.folder)
-                await asyncio.to_thread(self._mark_moved, row_id)
-                continue
-            if await session.move(uid, target):
-                await asyncio.to_thread(self._mark_moved, row_id)
-                log.info("filed UID %d of %s (%s) to %r", uid, self.key, status, target)
+        # Rows are marked in batches, one transaction each: a crash before the mark only
+        # means the next pass finds the UID gone and marks it then.
+        filed: list[int] = []
+        try:
+            for row_id, uid, status in rows:
+                target = (self.mailbox.failed_folder if status in FILED_TO_FAILED
+                          else self.mailbox.processed_folder)
+                if uid not in present:
+                    log.info("UID %d of %s (%s) is no longer in %r (moved by someone else?); "
+                             "nothing to file", uid, self.key, status, self.mailbox.folder)
+                    filed.append(row_id)
+                elif await session.move(uid, target):
+                    filed.append(row_id)
+                    log.info("filed UID %d of %s (%s) to %r", uid, self.key, status, target)
+                if len(filed) >= MARK_MOVED_BATCH:
+                    await asyncio.to_thread(self._mark_moved, filed)
+                    filed = []
+        finally:
+            if filed:
+                await asyncio.to_thread(self._mark_moved, filed)
 
     # --- bookkeeping ----------------------------------------------------------------------
 

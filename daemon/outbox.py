@@ -42,7 +42,7 @@ from typing import Any
 import aiosmtplib
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.config import SmtpConfig
 from warrantyd.daemon.oauth import TokenError, provider_for
@@ -337,6 +337,7 @@ class OutboxSender:
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
         self._last_pass_at: datetime | None = None
+        self._batch_was_full = False
         if lease_seconds < 4 * smtp.timeout_seconds:
             log.warning("outbox lease_seconds (%s) is short for an SMTP timeout of %ss: a slow "
                         "send could outlive its lease and be sent twice by another worker",
@@ -418,8 +419,11 @@ class OutboxSender:
                 except Exception as exc:  # keep the daemon alive; the rows stay queued
                     log.exception("outbox pass failed; will try again in %ss", self.idle_seconds)
                     self._note_error(f"outbox pass failed: {exc}")
+                    self._batch_was_full = False  # a failing pass waits, never spins
                 if self._stopping:
                     break
+                if self._batch_was_full:
+                    continue  # more rows may be due right now: no idle wait between batches
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_seconds)
         finally:
@@ -429,7 +433,9 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """Claim what is due, send it over one connection, record each outcome; return #sent."""
+        self._batch_was_full = False
         batch = await asyncio.to_thread(self._claim)
+        self._batch_was_full = len(batch) >= self.batch_size
         sent = 0
         smtp: aiosmtplib.SMTP | None = None
         try:
@@ -665,7 +671,8 @@ class OutboxSender:
     def _record_sent(self, item: _Claimed) -> None:
         now = self.clock()
         with self.db.session() as session:
-            row = session.get(OutboundMessage, item.id, with_for_update=True)
+            row = session.get(OutboundMessage, item.id, with_for_update=True,
+                              options=[defer(OutboundMessage.raw)])  # sent already: not needed
             if row is None or row.status == "sent":
                 return
             if row.claimed_by != self.worker_id:
@@ -689,7 +696,8 @@ class OutboxSender:
         now = self.clock()
         self._note_error(outcome.error)
         with self.db.session() as session:
-            row = session.get(OutboundMessage, item.id, with_for_update=True)
+            row = session.get(OutboundMessage, item.id, with_for_update=True,
+                              options=[defer(OutboundMessage.raw)])
             if row is None or row.status != "queued" or row.claimed_by != self.worker_id:
                 return
             row.attempts = row.attempts + 1

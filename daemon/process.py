@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
@@ -48,7 +48,7 @@ from warrantyd.parsers.trim import Reply, extract_reply
 from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import due_for_processing
+from warrantyd.storage.inbound import due_ids_for_processing
 from warrantyd.storage.models import InboundMessage, WorkOrder, utcnow
 
 log = logging.getLogger("warrantyd.process")
@@ -112,7 +112,7 @@ class Processor:
 
     def _due_ids(self) -> list[int]:
         with self.db.session() as session:
-            return [row.id for row in due_for_processing(session, self.clock())]
+            return due_ids_for_processing(session, self.clock())
 
     async def process_one(self, inbound_id: int) -> None:
         try:
@@ -180,7 +180,9 @@ class Processor:
     def _write(self, reading: Reading, draft: DraftResult | None,
                vendor_reading: VendorReading | None = None) -> Effects:
         with self.db.session() as session:
-            row = session.get(InboundMessage, reading.inbound_id, with_for_update=True)
+            # Phase 1 parsed the raw bytes already: do not load them a second time.
+            row = session.get(InboundMessage, reading.inbound_id, with_for_update=True,
+                              options=[defer(InboundMessage.raw)])
             if row is None or row.status != "new":
                 return Effects()
             blobs = blob_store_for(self.config.storage.blobs, self.config.storage.data_dir,

@@ -53,8 +53,8 @@ from warrantyd.daemon.render import render_mail
 from warrantyd.daemon.staff_auth import authorize_staff_reply
 from warrantyd.daemon.tokens import plus_address
 from warrantyd.parsers import classify as kinds
-from warrantyd.parsers.classify import strip_subject_prefix
 from warrantyd.parsers.commands import HELP_TEXT, Command, CommandParse, parse_commands
+from warrantyd.parsers.subjects import strip_subject_prefix
 from warrantyd.storage.models import (
     Digest,
     Feedback,

@@ -183,9 +183,10 @@ class _ReportParts:
 def detect_bounce(msg: ParsedMessage, raw: bytes | None = None) -> Bounce | None:
     """Return a :class:`Bounce` when ``msg`` is a delivery failure or delay report.
 
-    Pass ``raw`` (the bytes ``msg`` was parsed from) whenever you have them: the
-    ``message/delivery-status`` part of a standard report lives only in the MIME tree,
-    and without it the failed recipients and status codes are read from the text alone.
+    The ``message/delivery-status`` part of a standard report lives only in the MIME
+    tree: it is read from the tree :func:`~warrantyd.parsers.message.parse_message` kept
+    (``msg.mime``), else from ``raw`` (the bytes ``msg`` was parsed from) when given;
+    without either the failed recipients and status codes are read from the text alone.
     A success notification (every recipient ``delivered``/``relayed``/``expanded``) is
     not a bounce; :func:`detect_auto_reply` reports it as machine mail.
     """
@@ -300,16 +301,18 @@ def _report_parts(msg: ParsedMessage, raw: bytes | None) -> _ReportParts:
     if msg.content_type == "multipart/report":
         report_type = _content_type_param(msg.header("Content-Type") or "", "report-type")
         report_type = (report_type or "").lower() or None
-    if raw is not None:
+    if msg.mime is not None or raw is not None:
         try:
-            return _report_parts_from_raw(raw, report_type)
+            # The tree parse_message already built, when there is one: no second parse.
+            root = (msg.mime if msg.mime is not None
+                    else email.message_from_bytes(raw or b"", policy=email.policy.compat32))
+            return _report_parts_from_tree(root, report_type)
         except Exception:  # the stdlib parser's accessors can raise on broken mail
             pass
     return _report_parts_from_view(msg, report_type)
 
 
-def _report_parts_from_raw(raw: bytes, report_type: str | None) -> _ReportParts:
-    root = email.message_from_bytes(raw, policy=email.policy.compat32)
+def _report_parts_from_tree(root: Message, report_type: str | None) -> _ReportParts:
     dsn_texts: list[str] = []
     returned: list[str] = []
     body: list[str] = []

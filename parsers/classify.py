@@ -21,10 +21,9 @@ from typing import Protocol
 
 from warrantyd.parsers.automation import AutoReply, Bounce, detect_auto_reply, detect_bounce
 from warrantyd.parsers.message import ParsedMessage
+from warrantyd.parsers.subjects import strip_subject_prefix as strip_subject_prefix  # re-export
 
 SUBJECT_TAG = re.compile(r"\[(SR|WO)-(\d+)\]", re.IGNORECASE)
-_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|vs|rv|tr|wg)\s*(\[\d+\])?\s*:\s*)+",
-                             re.IGNORECASE)
 
 NEW_REQUEST = "new_request"
 STAFF_REPLY = "staff_reply"
@@ -85,11 +84,6 @@ class Classification:
     @property
     def is_automated(self) -> bool:
         return self.kind in (BOUNCE, AUTO_REPLY, OWN_MAIL)
-
-
-def strip_subject_prefix(subject: str) -> str:
-    """``Re: Fwd: AW: leak`` -> ``leak`` (reply/forward prefixes of common languages)."""
-    return _SUBJECT_PREFIX.sub("", subject).strip()
 
 
 def plus_tokens(addresses: tuple[str, ...], our_address: str) -> list[str]:

@@ -20,12 +20,14 @@ which half happened.
 
 How a reply is read, top to bottom (the rules a receipt can point to):
 
-* Reading stops at the first line that belongs to the quoted digest or to the client's
-  furniture: a ``>`` line, an attribution ("On ... wrote:"), an Outlook header block or
-  separator line, a ``-- `` signature delimiter, a client footer ("Sent from my iPhone").
-  Normally :func:`warrantyd.parsers.trim.extract_reply` has removed all of that already;
-  the parser repeats the check so that untrimmed text can never make the example commands
-  at the bottom of the digest count.
+* Only what the author typed above the quoted digest is read
+  (:attr:`warrantyd.parsers.trim.Reply.above_quote`): reading stops at the first ``>``
+  line, an attribution ("On ... wrote:"), an Outlook header block or separator line, a
+  ``-- `` signature delimiter or a client footer ("Sent from my iPhone"), and a digest
+  sent back with nothing typed above it has no commands.  Normally
+  :func:`warrantyd.parsers.trim.extract_reply` has trimmed the text already; trimming it
+  again here means untrimmed text can never make the example commands at the bottom of
+  the digest count.
 * Free text *before* the first command (a greeting such as "Hi team," or a remark) is
   skipped: people greet, and a greeting changes nothing.  It is only skipped, never read,
   so a reply with nothing but prose is still rejected with "no commands".
@@ -53,6 +55,8 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from warrantyd.parsers.trim import split_reply
 
 __all__ = [
     "HELP_TEXT",
@@ -228,52 +232,6 @@ class CommandParse:
     @property
     def valid(self) -> bool:
         return bool(self.commands) and not self.errors
-
-
-# --- where the new text ends ------------------------------------------------------------
-
-_QUOTE_RE = re.compile(r"^\s*>")
-_ATTRIBUTION_START_RE = re.compile(r"^\s*(?:on|el|le|am|op|il|em)\s", re.IGNORECASE)
-_WROTE_RE = re.compile(
-    r"(?:wrote|escribió|escribio|a écrit|schrieb|schreef|ha scritto|escreveu)\s*:\s*$",
-    re.IGNORECASE,
-)
-_SEPARATOR_RE = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|forwarded message|mensaje original)\s*-{2,}"
-    r"|_{8,}|begin forwarded message:?)\s*$",
-    re.IGNORECASE,
-)
-_HEADER_FROM_RE = re.compile(r"^\s*\**(?:from|de|von|van)\**\s*:", re.IGNORECASE)
-_HEADER_OTHER_RE = re.compile(
-    r"^\s*\**(?:sent|date|to|cc|subject|enviado|fecha|para|asunto|gesendet|an|betreff)\**\s*:",
-    re.IGNORECASE,
-)
-_SIGNATURE_DELIMITER_RE = re.compile(r"^(?:--?|__)\s*$")
-_CLIENT_FOOTER_RE = re.compile(
-    r"^\s*(?:sent\s+(?:from|via|with|using)\s|get\s+outlook\s+for\s|enviado\s+(?:desde|de)\s"
-    r"|envoyé\s+(?:de|depuis)\s|gesendet\s+von\s|von\s+meinem\s)",
-    re.IGNORECASE,
-)
-
-
-def _ends_new_text(lines: Sequence[str], i: int) -> bool:
-    """True when line ``i`` starts the quote, the signature or the client's footer."""
-    line = lines[i].translate(_CHAR_MAP)
-    if _QUOTE_RE.match(line) or _SEPARATOR_RE.match(line):
-        return True
-    if _SIGNATURE_DELIMITER_RE.match(line) or _CLIENT_FOOTER_RE.match(line):
-        return True
-    if _WROTE_RE.search(line):
-        return True
-    if _ATTRIBUTION_START_RE.match(line):
-        joined = " ".join(s.strip() for s in lines[i : i + 3])
-        if _WROTE_RE.search(joined) or re.search(r"\swrote:", joined, re.IGNORECASE):
-            return True
-    if _HEADER_FROM_RE.match(line):
-        following = lines[i + 1 : i + 6]
-        if sum(1 for s in following if _HEADER_OTHER_RE.match(s)) >= 2:
-            return True
-    return False
 
 
 # --- one line ---------------------------------------------------------------------------
@@ -696,7 +654,7 @@ def parse_commands(
     When it is None (the digest is unknown, e.g. ``warrantyd explain`` without a database)
     item numbers are not range-checked and ``WO-n`` stays in :attr:`Command.wo`.
     """
-    lines = new_text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = split_reply(new_text).above_quote.split("\n")
     drafts: list[_Draft] = []
     errors: list[CommandError] = []
     started = False
@@ -708,8 +666,6 @@ def parse_commands(
 
     for index, orig in enumerate(lines):
         line_no = index + 1
-        if _ends_new_text(lines, index):
-            break
         if not orig.strip():
             open_draft = None
             under_command = False

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from warrantyd.parsers.html import html_to_text
+from warrantyd.parsers.subjects import is_forward_subject, is_reply_subject
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class ParsedMessage:
     """Names of the MIME defects the stdlib parser recorded (e.g. StartBoundaryNotFoundDefect)."""
     text_from_html: bool = False
     """True when :attr:`text` was converted from HTML because the mail has no text/plain."""
+    mime: Message | None = field(default=None, repr=False, compare=False)
+    """The stdlib MIME tree this view was read from (``compat32``; treat it as read-only),
+    for the few steps that need the structure itself — a bounce's delivery-status part —
+    so that no one parses the same bytes twice."""
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
@@ -183,8 +188,8 @@ def _parse(raw: bytes, errors: list[str]) -> ParsedMessage:
     except Exception as exc:
         errors.append(f"body could not be fully read ({type(exc).__name__}: {exc})")
     text = body.text()
-    forwarded = [*body.forwarded, *_inline_forwards(text, _is_forward_subject(first("Subject")),
-                                                     _is_reply_subject(first("Subject")))]
+    forwarded = [*body.forwarded, *_inline_forwards(text, is_forward_subject(first("Subject")),
+                                                     is_reply_subject(first("Subject")))]
     try:
         content_type = msg.get_content_type()
     except Exception:
@@ -211,6 +216,7 @@ def _parse(raw: bytes, errors: list[str]) -> ParsedMessage:
         forwarded=tuple(forwarded),
         defects=tuple(defects),
         text_from_html=body.text_from_html,
+        mime=msg,
     )
 
 
@@ -718,10 +724,6 @@ _FORWARD_SUBJECT_RE = re.compile(
 )
 
 
-_FORWARD_SUBJECT_PREFIX_RE = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*)?(?:fwd?|tr|wg|rv|enc|i|doorst|vs|vb|fs|pd|перес|转发|轉寄)\s*:",
-    re.IGNORECASE,
-)
 _HEADER_LINE_RE = re.compile(
     r"^[\s>*]*(?:to|date|sent|subject|cc|an|datum|gesendet|betreff|à|a|objet|date|envoyé"
     r"|para|fecha|enviado|asunto|aan|verzonden|onderwerp|data|oggetto|inviato)\s*\**\s*[:：]",
@@ -729,20 +731,7 @@ _HEADER_LINE_RE = re.compile(
 )
 
 
-_REPLY_SUBJECT_PREFIX_RE = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*)?(?:re|aw|sv|antw|vs|ref|res|odp|отв|回复|回覆)\s*(?:\[\d+\])?\s*:",
-    re.IGNORECASE,
-)
 _ORIGINAL_MESSAGE_RE = re.compile(r"^\s*-{2,}\s*original\s+message\b", re.IGNORECASE)
-
-
-def _is_forward_subject(subject: str) -> bool:
-    return bool(_FORWARD_SUBJECT_PREFIX_RE.match(subject))
-
-
-def _is_reply_subject(subject: str) -> bool:
-    """"RE:", "AW:", "SV:" ...: the mail answers another, so a quote in it is history."""
-    return bool(_REPLY_SUBJECT_PREFIX_RE.match(subject)) and not _is_forward_subject(subject)
 
 
 def _starts_header_block(lines: list[str], i: int) -> bool:

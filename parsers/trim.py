@@ -29,12 +29,31 @@ class Reply:
     that the answers keep their context; :attr:`authored_text` drops them."""
     quoted_text: str
     """What was removed: quoted history, attribution lines, signature, client footers."""
+    below_header: bool = False
+    """Nothing was typed above a reply header block, forward marker or unquoted attribution,
+    so :attr:`new_text` is what stands below it: a forward without comment, or an answer
+    written under an unquoted original (the two cannot be told apart).  Kept, because a
+    forwarded problem report is still the report."""
 
     @property
     def authored_text(self) -> str:
         """:attr:`new_text` without ``>`` quoted lines: only lines the author typed."""
         kept = [line for line in self.new_text.split("\n") if not _is_quote_line(line)]
         return _strip_blank_edges("\n".join(kept))
+
+    @property
+    def above_quote(self) -> str:
+        """What the author typed above any quoted history: :attr:`new_text` up to its first
+        ``>`` line, and nothing when it is :attr:`below_header`.
+
+        For readers that act only on words the author certainly typed: a staff command
+        written inside the quoted digest, or an example command in a digest forwarded
+        back without comment, is not a command."""
+        if self.below_header:
+            return ""
+        lines = self.new_text.split("\n")
+        end = next((i for i, line in enumerate(lines) if _is_quote_line(line)), len(lines))
+        return _strip_blank_edges("\n".join(lines[:end]))
 
 
 def split_reply(text: str) -> Reply:
@@ -57,6 +76,7 @@ def split_reply(text: str) -> Reply:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept: list[str] = []
     removed: list[str] = []
+    below_header = False
     i = 0
     while True:
         marker = _find_marker(lines, i)
@@ -86,12 +106,14 @@ def split_reply(text: str) -> Reply:
                 continue
             if nothing_above:
                 removed.extend(lines[start:after])
+                below_header = True
                 i = after
                 continue
         elif kind == "header" and nothing_above:
             header_end = _end_of_header_block(lines, after)
             removed.extend(before)
             removed.extend(lines[start:header_end])
+            below_header = True
             i = header_end
             continue
         start = _back_over_rules(lines, start, i)
@@ -101,7 +123,7 @@ def split_reply(text: str) -> Reply:
     body, trailing = _trim_end(kept)
     new_text = _strip_blank_edges("\n".join(body))
     quoted_text = _strip_blank_edges("\n".join([*trailing, *removed]))
-    return Reply(new_text=new_text, quoted_text=quoted_text)
+    return Reply(new_text=new_text, quoted_text=quoted_text, below_header=below_header)
 
 
 def extract_reply(msg: ParsedMessage) -> Reply:
@@ -118,7 +140,11 @@ def extract_reply(msg: ParsedMessage) -> Reply:
         new_html_text, quoted_html_text = split_html_reply(msg.html)
         reply = split_reply(new_html_text)
         quoted = "\n\n".join(t for t in (reply.quoted_text, quoted_html_text) if t.strip())
-        return Reply(new_text=reply.new_text, quoted_text=_strip_blank_edges(quoted))
+        return Reply(
+            new_text=reply.new_text,
+            quoted_text=_strip_blank_edges(quoted),
+            below_header=reply.below_header,
+        )
     return split_reply(msg.text)
 
 

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from warrantyd.parsers.trim import split_reply
+
 INTENTS: tuple[str, ...] = (
     "confirm_schedule",
     "propose_times",
@@ -135,60 +137,15 @@ _MAX_READ = 20_000
 
 # --- own text --------------------------------------------------------------------------
 
-_ATTRIBUTION_RE = re.compile(
-    r"^\s*(?:on|el|le|am|em|il|op)\b.{0,300}?\b(?:wrote|escribi[oó]|a [ée]crit|schrieb|escreveu"
-    r"|ha scritto|schreef)\s*:?\s*$",
-    re.IGNORECASE,
-)
-_WROTE_TAIL_RE = re.compile(
-    r"\b(?:wrote|escribi[oó]|a [ée]crit|schrieb|escreveu|ha scritto|schreef)\s*:\s*$",
-    re.IGNORECASE,
-)
-_ATTRIBUTION_HEAD_RE = re.compile(r"^\s*(?:on|el|le|am|em|il|op)\s", re.IGNORECASE)
-_SEPARATOR_LINE_RE = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|mensaje original|forwarded message"
-    r"|mensaje reenviado)\s*-{2,}|_{10,}|begin forwarded message:?)\s*$",
-    re.IGNORECASE,
-)
-_HEADER_FROM_RE = re.compile(r"^\s*\*?(?:from|de)\s*:\*?\s", re.IGNORECASE)
-_HEADER_NEXT_RE = re.compile(
-    r"^\s*\*?(?:sent|date|to|subject|enviado|fecha|para|asunto)\s*:", re.IGNORECASE
-)
-_FOOTER_RE = re.compile(
-    r"^\s*(?:sent from my|sent via|get outlook for|enviado desde mi|enviado desde)\b",
-    re.IGNORECASE,
-)
-
 
 def own_text(text: str) -> str:
-    """The lines the vendor typed: no ``>`` quotes, nothing after an attribution line.
+    """The lines the vendor typed: no ``>`` quotes, no quoted history, signature or footer.
 
     The trimmer normally hands over new text already, but the notification we sent
-    contains dates, "schedule" and "done", so this guard is cheap insurance against a
-    quote the trimmer did not recognise.
+    contains dates, "schedule" and "done", so the text is trimmed again here: cheap
+    insurance when a caller passes a body that was not trimmed.
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith(">"):
-            continue
-        if _SEPARATOR_LINE_RE.match(line) or _ATTRIBUTION_RE.match(line):
-            break
-        if (
-            _ATTRIBUTION_HEAD_RE.match(line)
-            and i + 1 < len(lines)
-            and _WROTE_TAIL_RE.search(lines[i + 1])
-            and len(line) < 300
-        ):
-            break
-        if _HEADER_FROM_RE.match(line) and any(
-            _HEADER_NEXT_RE.match(following) for following in lines[i + 1 : i + 4]
-        ):
-            break
-        if _FOOTER_RE.match(line):
-            continue
-        kept.append(line)
-    return "\n".join(kept).strip()
+    return split_reply(text).authored_text
 
 
 # --- normalisation and sentences --------------------------------------------------------

@@ -94,3 +94,17 @@ def due_for_processing(session: Session, now: datetime, limit: int = 50) -> list
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
+
+
+def due_ids_for_processing(session: Session, now: datetime, limit: int = 50) -> list[int]:
+    """The ids of :func:`due_for_processing`, without loading rows (and their raw bytes)."""
+    stmt = (
+        select(InboundMessage.id)
+        .where(InboundMessage.status == "new")
+        .where((InboundMessage.next_attempt_at.is_(None)) | (InboundMessage.next_attempt_at <= now))
+        .order_by(InboundMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))

@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.orm import Session, aliased, contains_eager, joinedload, selectinload
@@ -189,6 +190,18 @@ def vendor_ids_matching(session: Session, term: str) -> list[int]:
             or any(needle in str(a).casefold() for a in (aliases or ()))]
 
 
+def _serial_plans(session: Session) -> None:
+    """Plan the rest of this transaction without parallel workers (PostgreSQL).
+
+    A listing returns one page; its plans walk an index newest first and stop after a few
+    thousand rows at most.  The planner still offers workers when it guesses the whole
+    match is large, and starting them costs more than the page (20 ms against 5 ms for a
+    community at a million work orders).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
 def _own_conditions(wo: type[WorkOrder] | AliasedClass[WorkOrder], filt: WorkOrderFilter,
                     vendor_ids: Sequence[int] | None) -> list[ColumnElement[bool]]:
     """The parts of ``filt`` that are about the work order's own columns (not its home)."""
@@ -245,6 +258,7 @@ def find_work_orders(session: Session, filt: WorkOrderFilter) -> list[WorkOrder]
     stmt = _work_order_select(session, filt, filt.statuses)
     if stmt is None:
         return []
+    _serial_plans(session)
     if filt.offset:
         stmt = stmt.offset(filt.offset)
     if filt.limit is not None:
@@ -279,6 +293,7 @@ def find_service_requests(session: Session, filt: ServiceRequestFilter) -> list[
         stmt = stmt.where(ServiceRequest.status.in_(list(filt.statuses)))
     if filt.since is not None:
         stmt = stmt.where(ServiceRequest.created_at >= filt.since)
+    _serial_plans(session)
     stmt = stmt.order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc())
     if filt.offset:
         stmt = stmt.offset(filt.offset)
@@ -630,6 +645,7 @@ def find_needing_followup(session: Session, filt: WorkOrderFilter | None = None,
     vendor_ids = vendor_ids_matching(session, filt.vendor) if filt.vendor else None
     if filt.vendor and not vendor_ids:
         return []
+    _serial_plans(session)
     wanted = None if filt.limit is None else filt.offset + filt.limit
     stuck: list[Followup] = []
     if active:

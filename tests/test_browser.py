@@ -11,18 +11,17 @@ import asyncio
 import dataclasses
 import email
 import email.policy
-import importlib.util
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from smtp_sink import free_port
 from sqlalchemy import select
+from vendor_jobs import ACE, STAFF, make_config, make_job, send_to
+from web_site import serving
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.web import WebServer
@@ -34,21 +33,6 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = os.environ.get("WARRANTYD_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("WARRANTYD_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-def _vendor_test_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "vendor_test_helpers_browser", Path(__file__).with_name("test_vendors.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _vendor_test_helpers()
-make_config, make_job, send_to = _helpers.make_config, _helpers.make_job, _helpers.send_to
-ACE, STAFF = _helpers.ACE, _helpers.STAFF
 
 
 def _browser_paths() -> tuple[str, str]:
@@ -75,12 +59,8 @@ def config(tmp_path: Path, database: Database) -> Config:
 
 @pytest.fixture
 async def server(database: Database, config: Config) -> AsyncIterator[WebServer]:
-    web = WebServer(config, database)
-    await web.start()
-    try:
+    async with serving(config, database) as web:
         yield web
-    finally:
-        await web.stop()
 
 
 def latest_login_link(database: Database) -> str:

@@ -282,6 +282,16 @@ def test_untrimmed_quote_only_reply_has_no_commands() -> None:
     assert "no commands" in error_of(text)
 
 
+def test_digest_sent_back_without_a_typed_line_has_no_commands() -> None:
+    digest = "Approval digest #7\n\nHow to reply, for example:\n  accept 1\n  merge 1 2\n"
+    for header in (
+        "From: Acme <warranty@acme-homes.example>\nSent: Monday\nTo: Pat\nSubject: x\n\n",
+        "---------- Forwarded message ---------\nFrom: Acme <w@a.example>\nDate: Mon\n"
+        "Subject: x\nTo: Pat\n\n",
+    ):
+        assert "no commands" in error_of(header + digest)
+
+
 # --- errors ----------------------------------------------------------------------------
 
 

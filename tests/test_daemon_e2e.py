@@ -8,12 +8,10 @@ and every acknowledgement leaves exactly once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_harness import (
-    MAILBOX,
     DaemonProcess,
     homeowner_mail,
     wait_for,
@@ -27,33 +25,12 @@ from warrantyd.storage.db import Database
 from warrantyd.storage.models import InboundMessage, OutboundMessage, ServiceRequest, WorkOrder
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("e2e_fixtures",)
 
 
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    with Dovecot() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox_user(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
-    """A fresh mailbox per test, so tests sharing one Dovecot never see each other's mail."""
-    user = f"w{abs(hash(request.node.nodeid)) % 10**8}@acme-homes.example"
-    dovecot.add_user(user)
-    return user
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as server:
-        yield server
-
-
-def _config(tmp_path: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, user: str,
-            **kw: object) -> Path:
-    path = write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url, **kw)
-    path.write_text(path.read_text().replace(f'imap_user = "{MAILBOX}"', f'imap_user = "{user}"'))
-    return path
+def _config(tmp_path: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, user: str) -> Path:
+    return write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url,
+                        imap_user=user)
 
 
 def _count(db: Database, model: type, *where: object) -> int:

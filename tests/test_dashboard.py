@@ -5,20 +5,19 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import importlib.util
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
+from vendor_jobs import ACE, STAFF, make_config, make_job, send_to
+from web_site import Clock, serving
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.dashboard import LOGIN_LINKS_PER_WINDOW
@@ -35,36 +34,9 @@ from warrantyd.storage.models import (
     StaffSession,
     Vendor,
     WorkOrder,
-    utcnow,
 )
 
-
-def _vendor_test_helpers() -> ModuleType:
-    """The job-building helpers of test_vendors.py (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "vendor_test_helpers_dashboard", Path(__file__).with_name("test_vendors.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _vendor_test_helpers()
-Job, make_config, make_job, send_to = (_helpers.Job, _helpers.make_config, _helpers.make_job,
-                                       _helpers.send_to)
-ACE, STAFF = _helpers.ACE, _helpers.STAFF
 COOKIE = "__Host-warrantyd_session"  # the test config's base_url is https
-
-
-class Clock:
-    """A clock the test can move; the dashboard and the links read it."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -164,12 +136,8 @@ def clock() -> Clock:
 @pytest.fixture
 async def server(database: Database, config: Config, clock: Clock
                  ) -> AsyncIterator[WebServer]:
-    web = WebServer(config, database, clock=clock)
-    await web.start()
-    try:
+    async with serving(config, database, clock=clock) as web:
         yield web
-    finally:
-        await web.stop()
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from config_builder import ELM_STREET, LEE, PAT, US, build_config
 from PIL import Image
 from sqlalchemy import select
 
-from warrantyd.daemon.config import Config, parse_config
+from warrantyd.daemon.config import Config
 from warrantyd.daemon.digests import queue_digests_for_request, queue_pending_digest
-from warrantyd.daemon.directory import sync_config_records
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
 from warrantyd.parsers.commands import parse_commands
@@ -40,32 +40,18 @@ from warrantyd.storage.models import (
     WorkOrder,
 )
 
-US = "warranty@acme-homes.example"
-PAT = "pat@acme-homes.example"
-LEE = "lee@acme-homes.example"
 NOW = (datetime.now(UTC) - timedelta(days=2)).replace(hour=15, minute=0, second=0,
                                                      microsecond=0)
 """Recent: reply tokens are checked against the real clock when mail is classified."""
 
 
 def make_config(tmp_path: Path, database: Database, digest: str = "immediate") -> Config:
-    cfg = parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x", "from_name": "Acme Homes Warranty"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "staff": {"addresses": [PAT, LEE], "digest": digest},
-        "vendors": [{"name": "Ace Plumbing", "email": "ace@plumb.example.net",
-                     "trades": ["plumbing"]},
-                    {"name": "Drywall Pros", "email": "jobs@drywallpros.example.net",
-                     "trades": ["drywall", "paint"]}],
-        "homes": [{"address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
-                   "homeowners": [{"name": "Dana Whitfield", "email": "dana@example.com"}]}],
-    })
-    with database.session() as s:
-        sync_config_records(s, cfg)
-    return cfg
+    return build_config(tmp_path, database, staff={"addresses": [PAT, LEE], "digest": digest},
+                        vendors=[{"name": "Ace Plumbing", "email": "ace@plumb.example.net",
+                                  "trades": ["plumbing"]},
+                                 {"name": "Drywall Pros", "email": "jobs@drywallpros.example.net",
+                                  "trades": ["drywall", "paint"]}],
+                        homes=[ELM_STREET])
 
 
 def jpeg(width: int = 1600, height: int = 1200) -> bytes:

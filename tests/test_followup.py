@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from config_builder import LEE, PAT, build_config
 from sqlalchemy import select
 
-from warrantyd.daemon.config import Config, ConfigError, parse_config
+from warrantyd.daemon.config import Config, ConfigError
 from warrantyd.daemon.followup import (
     NO_VENDOR,
     UNKNOWN_PROPERTY,
@@ -39,9 +40,6 @@ from warrantyd.storage.models import (
 )
 from warrantyd.storage.queries import FollowupThresholds
 
-US = "warranty@acme-homes.example"
-PAT = "pat@acme-homes.example"
-LEE = "lee@acme-homes.example"
 NOW = (datetime.now(UTC) - timedelta(days=3)).replace(hour=16, minute=0, second=0,
                                                      microsecond=0)
 """Recent (reply tokens are issued for months from here), on a whole hour, in UTC."""
@@ -52,15 +50,8 @@ def ago(**kwargs: float) -> datetime:
 
 
 def make_config(tmp_path: Path, database: Database, **followup: Any) -> Config:
-    return parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x", "from_name": "Acme Homes Warranty"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "staff": {"addresses": [PAT, LEE]},
-        "followup": followup,
-    })
+    return build_config(tmp_path, database, sync=False, staff={"addresses": [PAT, LEE]},
+                        followup=followup)
 
 
 @dataclass

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from vendor_jobs import ACE, make_config, make_job, send_to
+from web_site import Clock, serving
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.intake import mailbox_key
@@ -22,29 +21,6 @@ from warrantyd.daemon.web import WebServer
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import MailboxState, utcnow
-
-
-def _vendor_test_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "vendor_test_helpers_health", Path(__file__).with_name("test_vendors.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _vendor_test_helpers()
-make_config, make_job, send_to, ACE = (_helpers.make_config, _helpers.make_job,
-                                       _helpers.send_to, _helpers.ACE)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Live:
@@ -76,12 +52,8 @@ def live() -> Live:
 @pytest.fixture
 async def server(database: Database, config: Config, clock: Clock, live: Live
                  ) -> AsyncIterator[WebServer]:
-    web = WebServer(config, database, clock=clock, status=live)
-    await web.start()
-    try:
+    async with serving(config, database, clock=clock, status=live) as web:
         yield web
-    finally:
-        await web.stop()
 
 
 async def get(server: WebServer, path: str) -> tuple[int, dict[str, str], str]:

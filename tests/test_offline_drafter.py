@@ -463,3 +463,39 @@ def test_titles_name_the_problem(text: str, words: str) -> None:
     title = draft(text)[0].title
     assert words in title.lower(), title
     assert not title.lower().startswith(("for the", "it's been", "i forgot"))
+
+
+# --- the shipped trade model ------------------------------------------------------------
+
+
+def test_the_shipped_trade_model_was_fitted_from_the_shipped_phrases() -> None:
+    """After editing trade_phrases.tsv, run
+    `python -m warrantyd.daemon.drafters.offline --write-model` and commit the model."""
+    from warrantyd.daemon.drafters.offline import MODEL_PATH, TradeModel, base_model_key
+
+    assert TradeModel.load(MODEL_PATH, base_model_key()) is not None
+
+
+def test_reading_with_numpy_agrees_with_scikit_learn() -> None:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion
+
+    from warrantyd.daemon.drafters.offline import _normalise, fit_trade_model
+
+    texts = ["the faucet drips", "toilet keeps running", "crack in the drywall",
+             "nail pop in ceiling", "outlet has no power", "breaker trips"]
+    labels = ["plumbing", "plumbing", "drywall", "drywall", "electrical", "electrical"]
+    model = fit_trade_model(texts, labels, [1.0] * len(texts))
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(preprocessor=_normalise, ngram_range=(1, 2),
+                                  sublinear_tf=True)),
+        ("chars", TfidfVectorizer(preprocessor=_normalise, analyzer="char_wb",
+                                  ngram_range=(3, 5), sublinear_tf=True)),
+    ])
+    reference = LogisticRegression(C=20.0, max_iter=3000).fit(features.fit_transform(texts),
+                                                              labels)
+    for probe in ("kitchen faucet is dripping", "the garage outlet is dead", "ceiling crack"):
+        expected = reference.predict_proba(features.transform([probe]))[0]
+        assert np.allclose(model.probabilities(probe), expected, atol=1e-9)

@@ -6,10 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from config_builder import ELM_STREET, US, build_config
 from sqlalchemy import select
 
-from warrantyd.daemon.config import Config, parse_config
-from warrantyd.daemon.directory import sync_config_records
+from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
 from warrantyd.daemon.process import Processor, reprocess
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
@@ -24,8 +24,6 @@ from warrantyd.storage.models import (
     WorkOrder,
     utcnow,
 )
-
-US = "warranty@acme-homes.example"
 
 
 class FakeDrafter:
@@ -49,21 +47,8 @@ class FakeDrafter:
 
 @pytest.fixture
 def config(tmp_path: Path, database: Database) -> Config:
-    cfg = parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "staff": {"addresses": ["pat@acme-homes.example"]},
-        "vendors": [{"name": "Ace Plumbing", "email": "ace@plumb.example.net",
-                     "trades": ["plumbing"]}],
-        "homes": [{"address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
-                   "homeowners": [{"name": "Dana", "email": "dana@example.com"}]}],
-    })
-    with database.session() as s:
-        sync_config_records(s, cfg)
-    return cfg
+    return build_config(tmp_path, database, homes=[ELM_STREET], vendors=[
+        {"name": "Ace Plumbing", "email": "ace@plumb.example.net", "trades": ["plumbing"]}])
 
 
 def _store(database: Database, raw: bytes, uid: int) -> int:

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
+from config_builder import PAT, build_config
 from sqlalchemy import select
 
-from warrantyd.daemon.config import Config, parse_config
+from warrantyd.daemon.config import Config
 from warrantyd.daemon.scheduler import (
     APPROVAL_DIGEST_JOB,
     FOLLOWUP_DIGEST_JOB,
@@ -32,8 +33,6 @@ from warrantyd.storage.db import Database
 from warrantyd.storage.models import JobRun, OutboundMessage, ServiceRequest, WorkOrder
 
 DENVER = ZoneInfo("America/Denver")
-US = "warranty@acme-homes.example"
-PAT = "pat@acme-homes.example"
 
 
 def local(*args: int) -> datetime:
@@ -42,15 +41,8 @@ def local(*args: int) -> datetime:
 
 def make_config(tmp_path: Path, database: Database, *, digest: str = "immediate",
                 **followup: Any) -> Config:
-    return parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "staff": {"addresses": [PAT], "digest": digest},
-        "followup": followup,
-    })
+    return build_config(tmp_path, database, sync=False,
+                        staff={"addresses": [PAT], "digest": digest}, followup=followup)
 
 
 class Counting:

@@ -12,13 +12,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from config_builder import ACE, ELM_STREET, LEE, PAT, US, build_config
 from sqlalchemy import func, select
+from vendor_jobs import NoDrafter
 
 from warrantyd.daemon import process
-from warrantyd.daemon.config import Config, parse_config
+from warrantyd.daemon.config import Config
 from warrantyd.daemon.digests import queue_digests_for_request
-from warrantyd.daemon.directory import sync_config_records
-from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
 from warrantyd.daemon.staff import (
     VendorLookupError,
     create_manual_work_order,
@@ -38,43 +38,18 @@ from warrantyd.storage.models import (
     WorkOrder,
 )
 
-US = "warranty@acme-homes.example"
-PAT = "pat@acme-homes.example"
-LEE = "lee@acme-homes.example"
-ACE = "ace@plumb.example.net"
 NOW = (datetime.now(UTC) - timedelta(days=2)).replace(hour=15, minute=0, second=0, microsecond=0)
 _uids = itertools.count(100)
 
 
-class NoDrafter:
-    engine = "none"
-
-    async def draft(self, request: DraftRequest) -> DraftResult:
-        return DraftResult(issues=[], engine=self.engine)
-
-
 def make_config(tmp_path: Path, database: Database, **staff: object) -> Config:
-    cfg = parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x", "from_name": "Acme Homes Warranty"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "staff": {"addresses": [PAT, LEE], **staff},
-        "vendors": [
-            {"name": "Ace Plumbing", "email": ACE, "trades": ["plumbing"],
-             "aliases": ["Ace"]},
-            {"name": "Front Range Plumbing", "email": "dispatch@frontrange.example.net",
-             "trades": ["plumbing"]},
-            {"name": "Drywall Pros", "email": "jobs@drywallpros.example.net",
-             "trades": ["drywall", "paint"]},
-        ],
-        "homes": [{"address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
-                   "homeowners": [{"name": "Dana Whitfield", "email": "dana@example.com"}]}],
-    })
-    with database.session() as s:
-        sync_config_records(s, cfg)
-    return cfg
+    return build_config(tmp_path, database, staff={"addresses": [PAT, LEE], **staff}, vendors=[
+        {"name": "Ace Plumbing", "email": ACE, "trades": ["plumbing"], "aliases": ["Ace"]},
+        {"name": "Front Range Plumbing", "email": "dispatch@frontrange.example.net",
+         "trades": ["plumbing"]},
+        {"name": "Drywall Pros", "email": "jobs@drywallpros.example.net",
+         "trades": ["drywall", "paint"]},
+    ], homes=[ELM_STREET])
 
 
 @pytest.fixture

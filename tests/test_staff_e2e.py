@@ -10,7 +10,6 @@ applied once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -31,36 +30,15 @@ from warrantyd.storage.db import Database
 from warrantyd.storage.models import HistoryEvent, InboundMessage, WorkOrder
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("e2e_fixtures",)
 
 LEE = "lee@acme-homes.example"
 VENDOR = "dispatch@frontrange-plumbing.example.net"
 
 
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    with Dovecot() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox_user(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
-    user = f"s{abs(hash(request.node.nodeid)) % 10**8}@acme-homes.example"
-    dovecot.add_user(user)
-    return user
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as server:
-        yield server
-
-
 def _config(tmp_path: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, user: str) -> Path:
-    path = write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url)
-    text = path.read_text().replace(f'imap_user = "{MAILBOX}"', f'imap_user = "{user}"')
-    text = text.replace(f'addresses = ["{STAFF}"]', f'addresses = ["{STAFF}", "{LEE}"]')
-    path.write_text(text)
-    return path
+    return write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url,
+                        imap_user=user, staff=(STAFF, LEE))
 
 
 def _kind(received: ReceivedMessage) -> str:

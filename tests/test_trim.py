@@ -150,6 +150,26 @@ def test_inline_answers_keep_their_context_and_drop_the_attribution() -> None:
     assert "On Mon, Dec 7" in reply.quoted_text
 
 
+def test_above_quote_stops_at_the_first_quoted_line() -> None:
+    reply = split_reply(
+        "accept 1\n\nOn Mon, Dec 7, 2026 at 8:00 AM Acme <w@acme-homes.example> wrote:\n\n"
+        "> 1. WO-498 plumbing\naccept 2\n>\n> 2. WO-499 tile\nreject 2\n>\n> How to reply\n"
+    )
+    assert "accept 2" in reply.new_text
+    assert reply.above_quote == "accept 1"
+
+
+def test_forward_without_comment_is_kept_but_nothing_is_above_the_quote() -> None:
+    reply = split_reply(
+        "From: Acme <w@acme-homes.example>\nSent: Tuesday\nTo: Renee\nSubject: hi\n\n"
+        "The garage door is stuck.\n"
+    )
+    assert reply.new_text == "The garage door is stuck."
+    assert reply.below_header
+    assert reply.above_quote == ""
+    assert not split_reply("Thanks.\n\nFrom: A <a@example.com>\nSent: x\nTo: y\n").below_header
+
+
 def test_bottom_post_drops_the_quote_it_answers() -> None:
     reply = split_reply(
         "On Mon, Aug 19, 2013 at 2:36 AM, Some One <a@example.com> wrote:\n\n> question?\n\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from io import BytesIO
@@ -37,29 +36,11 @@ from warrantyd.storage.models import (
 )
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("e2e_fixtures",)
 
 PLUMBER = "dispatch@frontrange-plumbing.example.net"
 OTHER_VENDOR = "crew@peak-drywall.example.org"
 DANA = "dana@example.com"
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    with Dovecot() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox_user(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
-    user = f"v{abs(hash(request.node.nodeid)) % 10**8}@acme-homes.example"
-    dovecot.add_user(user)
-    return user
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as server:
-        yield server
 
 
 def _photo() -> bytes:
@@ -131,9 +112,7 @@ def test_vendor_loop_from_notice_to_resolution(
     extra = (f'\n[[vendors]]\nname = "Peak Drywall"\nemail = "{OTHER_VENDOR}"\n'
              f'trades = ["drywall"]\n')
     path = write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url,
-                        extra=extra)
-    path.write_text(path.read_text().replace(f'imap_user = "{MAILBOX}"',
-                                             f'imap_user = "{mailbox_user}"'))
+                        extra=extra, imap_user=mailbox_user)
     config = load_config(path)
     assert config.web.base_url.startswith("http://127.0.0.1:"), "the harness serves the pages"
     db = Database(db_url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from io import BytesIO
@@ -16,31 +15,34 @@ from fake_anthropic import FakeAnthropic, tool_reply
 from PIL import Image
 from smtp_sink import SmtpSink
 from sqlalchemy import select
+from vendor_jobs import (
+    ACE,
+    BOB,
+    DANA,
+    STAFF,
+    US,
+    NoDrafter,
+    make_config,
+    make_job,
+    send_to,
+)
 
-from warrantyd.daemon.config import Config, SmtpConfig, parse_config
-from warrantyd.daemon.directory import sync_config_records
-from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
+from warrantyd.daemon.config import Config, SmtpConfig
 from warrantyd.daemon.outbox import OutboxSender
 from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendor_reader import read_reply
 from warrantyd.daemon.vendors import (
     WorkOrderStateError,
-    add_access_note,
     alert_staff_vendor_bounce,
-    assign_vendor,
     complete_work_order,
     queue_vendor_notice,
     reopen_work_order,
 )
 from warrantyd.daemon.web import WebServer
-from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
-    Attachment,
     HistoryEvent,
-    Home,
-    Homeowner,
     InboundMessage,
     OutboundMessage,
     ReplyToken,
@@ -50,111 +52,14 @@ from warrantyd.storage.models import (
     utcnow,
 )
 
-US = "warranty@acme-homes.example"
-STAFF = "pat@acme-homes.example"
-ACE = "ace@plumb.example.net"
-BOB = "bob@drywall.example.org"
-DANA = "dana@example.com"
 REPLY_DATE = "Tue, 01 Dec 2026 09:00:00 -0700"
 SECRETS = ("INTERNAL-SECRET", "COVERAGE-SECRET", "FLAG-SECRET", "OTHER-JOB-SECRET",
            "0.42", "EMERGENCY-REASON-SECRET")
 
 
-class NoDrafter:
-    engine = "none"
-
-    async def draft(self, request: DraftRequest) -> DraftResult:
-        return DraftResult(issues=[], engine=self.engine)
-
-
-def make_config(tmp_path: Path, database: Database, **drafter: object) -> Config:
-    cfg = parse_config({
-        "company": {"name": "Acme Homes", "timezone": "America/Denver"},
-        "mailbox": {"address": US, "imap_host": "x", "imap_user": "x"},
-        "smtp": {"host": "x", "from_name": "Acme Homes Warranty"},
-        "database": {"url": database.url},
-        "storage": {"data_dir": str(tmp_path / "data")},
-        "drafter": dict(drafter),
-        "staff": {"addresses": [STAFF]},
-        "web": {"listen": "127.0.0.1:0", "base_url": "https://warranty.acme-homes.example"},
-        "vendors": [{"name": "Ace Plumbing", "email": ACE, "trades": ["plumbing"]},
-                    {"name": "Bob's Drywall", "email": BOB, "trades": ["drywall"]}],
-        "homes": [{"address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
-                   "homeowners": [{"name": "Dana Whitfield", "email": DANA}]}],
-    })
-    with database.session() as s:
-        sync_config_records(s, cfg)
-    return cfg
-
-
 @pytest.fixture
 def config(tmp_path: Path, database: Database) -> Config:
     return make_config(tmp_path, database)
-
-
-def image_bytes(size: tuple[int, int], fmt: str) -> bytes:
-    image = Image.new("RGB", size, (200, 120, 40))
-    for x in range(0, size[0], 7):  # some detail so the encoder has work to do
-        image.putpixel((x, x % size[1]), (0, 0, 0))
-    out = BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
-
-
-@dataclass
-class Job:
-    sr_id: int
-    wo_id: int
-    other_wo_id: int
-
-
-def make_job(database: Database, config: Config) -> Job:
-    """A request with two work orders (plumbing with two photos, drywall with one)."""
-    blobs = BlobStore(config.storage.data_dir)
-    small, wide = image_bytes((60, 40), "PNG"), image_bytes((2600, 900), "JPEG")
-    hall = image_bytes((30, 30), "PNG")
-    with database.session() as s:
-        inbound, _ = store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=999,
-                                   raw=b"From: dana@example.com\n\nLeak\n")
-        home = s.scalars(select(Home)).one()
-        owner = s.scalars(select(Homeowner)).one()
-        sr = ServiceRequest(status="open", requester_email=DANA, requester_name="Dana Whitfield",
-                            homeowner=owner, home=home, subject="Leak and nail pop",
-                            body="The sink leaks.\nCall me at 303-555-0142 any time.",
-                            inbound_message_id=inbound.id)
-        s.add(sr)
-        s.flush()
-        rows = [Attachment(inbound_message_id=inbound.id, service_request_id=sr.id,
-                           filename=name, content_type=ctype, size=len(data),
-                           sha256=blobs.put(data))
-                for name, ctype, data in (("sink.png", "image/png", small),
-                                          ("wide.jpg", "image/jpeg", wide),
-                                          ("hall.png", "image/png", hall))]
-        s.add_all(rows)
-        s.flush()
-        wo = WorkOrder(service_request_id=sr.id, status="draft", trade="plumbing",
-                       priority="urgent", location="kitchen", title="Leak under kitchen sink",
-                       description="Water drips from the P-trap under the kitchen sink.",
-                       photos=[rows[0].id, rows[1].id],
-                       coverage_hint="COVERAGE-SECRET: 2-year plumbing", confidence=0.42,
-                       flags=["FLAG-SECRET"], emergency_reason="EMERGENCY-REASON-SECRET")
-        other = WorkOrder(service_request_id=sr.id, status="draft", trade="drywall",
-                          title="Nail pop in hallway", description="OTHER-JOB-SECRET nail pop",
-                          photos=[rows[2].id])
-        s.add_all([wo, other])
-        s.flush()
-        s.add(HistoryEvent(event="note", actor=STAFF, internal=True, work_order_id=wo.id,
-                           service_request_id=sr.id, detail="INTERNAL-SECRET gate code 4471"))
-        add_access_note(s, wo, "Dog in the back yard; use the side gate.", STAFF, utcnow())
-        return Job(sr.id, wo.id, other.id)
-
-
-def send_to(database: Database, config: Config, wo_id: int, vendor_email: str) -> None:
-    with database.session() as s:
-        wo = s.get(WorkOrder, wo_id)
-        vendor = s.scalars(select(Vendor).where(Vendor.email == vendor_email)).one()
-        assert wo is not None
-        assign_vendor(s, config, wo, vendor, utcnow(), STAFF)
 
 
 def outbound(database: Database, kind: str, to: str | None = None) -> list[OutboundMessage]:

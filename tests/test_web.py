@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
+from vendor_jobs import ACE, STAFF, Job, make_config, make_job, send_to
+from web_site import serving
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.links import (
@@ -29,23 +28,6 @@ from warrantyd.storage.db import Database
 from warrantyd.storage.models import Attachment, HistoryEvent, WorkOrder, utcnow
 
 
-def _vendor_test_helpers() -> ModuleType:
-    """The job-building helpers of test_vendors.py (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "vendor_test_helpers", Path(__file__).with_name("test_vendors.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _vendor_test_helpers()
-Job, make_config, make_job, send_to = (_helpers.Job, _helpers.make_config, _helpers.make_job,
-                                       _helpers.send_to)
-ACE, STAFF = _helpers.ACE, _helpers.STAFF
-
-
 @pytest.fixture
 def config(tmp_path: Path, database: Database) -> Config:
     return make_config(tmp_path, database)
@@ -55,12 +37,8 @@ def config(tmp_path: Path, database: Database) -> Config:
 async def site(database: Database, config: Config) -> AsyncIterator[tuple[WebServer, Any]]:
     job = make_job(database, config)
     send_to(database, config, job.wo_id, ACE)
-    server = WebServer(config, database)
-    await server.start()
-    try:
+    async with serving(config, database) as server:
         yield server, job
-    finally:
-        await server.stop()
 
 
 def link_path(database: Database, config: Config, wo_id: int, **kw: object) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
 import math
 import re
@@ -28,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ __all__ = [
     "find_location",
     "segment_issues",
 ]
+
+log = logging.getLogger("warrantyd.drafters.offline")
 
 PHRASES_PATH = Path(__file__).resolve().parent / "data" / "trade_phrases.tsv"
 FEEDBACK_WEIGHT = 4.0
@@ -544,8 +546,6 @@ MODEL_SETTINGS = ("tfidf words 1-2 + char_wb 3-5, sublinear, l2 per half; "
 _WHITE_SPACES = re.compile(r"\s\s+")
 _WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
-log = logging.getLogger("warrantyd.drafters.offline")
-
 
 def _load_phrases(path: Path = PHRASES_PATH) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
@@ -568,7 +568,7 @@ def _normalise(text: str) -> str:
 def _word_grams(text: str) -> list[str]:
     """Word unigrams and bigrams of the normalised text (scikit-learn's "word" analyzer)."""
     tokens = _WORD_TOKEN.findall(_normalise(text))
-    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+    return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
 
 
 def _char_grams(text: str) -> list[str]:
@@ -670,6 +670,8 @@ def fit_trade_model(texts: Sequence[str], labels: Sequence[str],
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion
 
+    # With a preprocessor given, scikit-learn neither lower-cases nor strips accents
+    # itself: _normalise is all the normalising there is (and all TradeModel repeats).
     features = FeatureUnion([
         ("words", TfidfVectorizer(preprocessor=_normalise, ngram_range=(1, 2),
                                   sublinear_tf=True)),

@@ -2,6 +2,8 @@
 
 The daemon is a child process started with the same Python, so tests can SIGKILL it in the
 middle of its work and start it again on the same database, as an operator's crash would.
+
+Its servers come from the fixtures in :mod:`e2e_fixtures`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dovecot import PASSWORD, Dovecot
@@ -22,9 +24,16 @@ STAFF = "pat@acme-homes.example"
 
 
 def write_config(tmp: Path, *, dovecot: Dovecot, smtp_port: int, db_url: str,
-                 idle: bool = True, poll_seconds: float = 1.0, extra: str = "") -> Path:
+                 idle: bool = True, poll_seconds: float = 1.0, extra: str = "",
+                 imap_user: str = MAILBOX, staff: Sequence[str] = (STAFF,)) -> Path:
+    """A config for the daemon against ``dovecot`` and the sink on ``smtp_port``.
+
+    ``imap_user`` is the Dovecot login (a per-test user, see :func:`mailbox_user`); the
+    mailbox address the daemon answers as stays :data:`MAILBOX`.
+    """
     path = tmp / "config.toml"
     web_port = free_port()
+    staff_list = ", ".join(f'"{address}"' for address in staff)
     path.write_text(f"""
 [company]
 name = "Acme Homes"
@@ -35,7 +44,7 @@ address = "{MAILBOX}"
 imap_host = "127.0.0.1"
 imap_port = {dovecot.port}
 imap_security = "none"
-imap_user = "{MAILBOX}"
+imap_user = "{imap_user}"
 imap_password_env = "TEST_IMAP_PASSWORD"
 idle = {"true" if idle else "false"}
 poll_seconds = {poll_seconds}
@@ -56,7 +65,7 @@ data_dir = "{tmp / 'data'}"
 engine = "offline"
 
 [staff]
-addresses = ["{STAFF}"]
+addresses = [{staff_list}]
 
 [web]
 listen = "127.0.0.1:{web_port}"
