@@ -82,7 +82,7 @@ def explain_mail(session: Session, config: Config, raw: bytes) -> dict[str, Any]
     if config.is_staff(msg.from_addr) and not verdict.is_automated:
         work_orders = digest_work_orders(
             session, verdict.thread.digest_id if verdict.thread else None)
-        parsed = parse_commands(reply.new_text, work_orders)
+        parsed = parse_commands(reply, work_orders)
         result["commands"] = command_dicts(parsed.commands)
         errors.extend(e.message for e in parsed.errors)
         ok, why = authorize_staff_reply(msg, verdict, config)

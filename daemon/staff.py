@@ -764,7 +764,7 @@ def handle_staff_reply(ctx: MailContext) -> Effects:
     if not ok:
         on_digest = ctx.verdict.thread is not None and ctx.verdict.thread.kind == "digest"
         if not on_digest and ctx.config.is_staff(msg.from_addr) and \
-                not parse_commands(ctx.reply.new_text).commands:
+                not parse_commands(ctx.reply).commands:
             return record_on_thread(ctx)  # staff writing on a request thread: no commands
         return _refuse(ctx, why, digest)
     sender = ctx.sender
@@ -782,7 +782,7 @@ def handle_staff_reply(ctx: MailContext) -> Effects:
            inbound=ctx.inbound, at=now)
     session.flush()  # a write before the savepoint: SQLite then nests it properly
     refs = [f"WO-{n}" for n in digest.work_order_ids] if digest is not None else []
-    parsed = parse_commands(ctx.reply.new_text, refs)
+    parsed = parse_commands(ctx.reply, refs)
     reply_to = _reply_address(ctx, digest)
     if not parsed.commands and all(e.line == 0 for e in parsed.errors):
         return _send_help(ctx, digest, reply_to)
@@ -887,7 +887,7 @@ def is_command_mail(kind: str) -> bool:
 
 def has_commands(ctx: MailContext) -> bool:
     """True when the new text of the mail reads as staff commands ("accept 1", ...)."""
-    return bool(parse_commands(ctx.reply.new_text).commands)
+    return bool(parse_commands(ctx.reply).commands)
 
 
 def on_digest_thread(ctx: MailContext) -> bool:

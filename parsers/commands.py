@@ -56,7 +56,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from warrantyd.parsers.trim import split_reply
+from warrantyd.parsers.trim import Reply, split_reply
 
 __all__ = [
     "HELP_TEXT",
@@ -646,15 +646,19 @@ def _read_unknown_word(word: str, norm: str, orig: str, rest_at: int, line_no: i
 
 
 def parse_commands(
-    new_text: str, digest_work_orders: Sequence[str] | None = None
+    new_text: str | Reply, digest_work_orders: Sequence[str] | None = None
 ) -> CommandParse:
     """Read the commands in the new text of a staff reply and validate them together.
+
+    Given the :class:`Reply` the trimmer made of the whole mail, only what the author typed
+    above any quote or reply header is read; given text, it is trimmed here first.
 
     ``digest_work_orders`` are the WO ids of the digest's items in order (item 1 first).
     When it is None (the digest is unknown, e.g. ``warrantyd explain`` without a database)
     item numbers are not range-checked and ``WO-n`` stays in :attr:`Command.wo`.
     """
-    lines = split_reply(new_text).above_quote.split("\n")
+    reply = new_text if isinstance(new_text, Reply) else split_reply(new_text)
+    lines = reply.above_quote.split("\n")
     drafts: list[_Draft] = []
     errors: list[CommandError] = []
     started = False

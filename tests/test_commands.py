@@ -419,3 +419,17 @@ def test_edit_field_without_a_value_is_an_error_not_a_description() -> None:
         parsed = parse_commands(text, ["WO-1"])
         assert not parsed.valid
         assert hint in parsed.errors[0].message
+
+
+def test_a_digest_forwarded_back_without_comment_gives_no_commands() -> None:
+    """Given the whole mail's Reply, example commands below a reply header never count."""
+    from warrantyd.parsers.message import parse_message
+    from warrantyd.parsers.trim import extract_reply
+
+    raw = (b"From: pat@acme-homes.example\nTo: warranty+t@acme-homes.example\n"
+           b"Subject: FW: Approval digest #3\nContent-Type: text/plain\n\n"
+           b"-----Original Message-----\nFrom: Acme Homes Warranty <warranty@acme-homes.example>\n"
+           b"Sent: Monday, March 2, 2026 8:00 AM\nTo: Pat\nSubject: Approval digest #3\n\n"
+           b"1. Plumbing: kitchen faucet drips\n\nReply with:\naccept 1\nreject 1: reason\n")
+    parsed = parse_commands(extract_reply(parse_message(raw)), ["WO-1"])
+    assert parsed.commands == ()
