@@ -25,16 +25,26 @@ SECRET_SETTING = "reply_token_secret"
 _SIG_LEN = 10
 
 
+_KEPT_SECRETS: dict[str, bytes] = {}
+"""Secrets read from a database, by its URL: the row never changes once committed."""
+
+
 def installation_secret(session: Session, env_name: str = "") -> bytes:
     """The HMAC key: from the environment when configured, else one generated and kept."""
     if env_name and os.environ.get(env_name):
         return os.environ[env_name].encode()
+    database = session.get_bind().engine.url.render_as_string(hide_password=False)
+    if database in _KEPT_SECRETS:
+        return _KEPT_SECRETS[database]
     row = session.get(Setting, SECRET_SETTING)
     if row is None:
+        # Not remembered: this transaction may still roll back (another process may win).
         row = Setting(key=SECRET_SETTING, value=secrets.token_hex(32))
         session.add(row)
         session.flush()
-    return row.value.encode()
+        return row.value.encode()
+    _KEPT_SECRETS[database] = row.value.encode()
+    return _KEPT_SECRETS[database]
 
 
 def _sign(secret: bytes, body: str) -> str:
