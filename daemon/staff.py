@@ -637,8 +637,9 @@ class _Applier:
 
 
 def _title(text: str) -> str:
-    first = re.split(r"(?<=[.;!?])\s", text.strip(), maxsplit=1)[0]
-    return (first[:77] + "...") if len(first) > 80 else first
+    from warrantyd.daemon.drafters.offline import short_title
+
+    return short_title(text.strip())
 
 
 def _new_work_order(session: Session, config: Config, sr: ServiceRequest, *, trade: str | None,

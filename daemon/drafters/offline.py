@@ -1062,7 +1062,13 @@ def _strip_title_lead(text: str) -> str:
 def make_title(segment: Segment) -> str:
     """A short line for subjects and lists, from the issue's first problem sentence."""
     first = next((s for s in segment.sentences if _DEFECT.search(s)), segment.text)
-    title = _strip_title_lead(_strip_item_lead(first))
+    return short_title(_strip_title_lead(_strip_item_lead(first)))
+
+
+def short_title(text: str) -> str:
+    """At most about 60 characters of ``text``, cut at a clause, not in mid-thought
+    (also used for the titles of work orders staff write or edit)."""
+    title = text
     lead, sep, rest = title.partition(", but ")
     if sep and re.search(r"\b(?:no|not|nothing|never)\b", lead, re.IGNORECASE):
         title = rest
