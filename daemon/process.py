@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.actions import Effects, MailContext, act
@@ -232,9 +231,3 @@ def reprocess(session: Session, inbound_id: int) -> InboundMessage:
     row.attempts = 0
     row.next_attempt_at = None
     return row
-
-
-def pending_count(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(InboundMessage).where(InboundMessage.status == "new")
-    ) or 0

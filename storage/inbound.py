@@ -82,22 +82,9 @@ def _release_position(session: Session, mailbox: str, uidvalidity: int | None, u
     )
 
 
-def due_for_processing(session: Session, now: datetime, limit: int = 50) -> list[InboundMessage]:
-    """Rows waiting to be processed, oldest first (claimed with SKIP LOCKED on PostgreSQL)."""
-    stmt = (
-        select(InboundMessage)
-        .where(InboundMessage.status == "new")
-        .where((InboundMessage.next_attempt_at.is_(None)) | (InboundMessage.next_attempt_at <= now))
-        .order_by(InboundMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
-
-
 def due_ids_for_processing(session: Session, now: datetime, limit: int = 50) -> list[int]:
-    """The ids of :func:`due_for_processing`, without loading rows (and their raw bytes)."""
+    """Ids of the rows waiting to be processed, oldest first, without loading the rows (and
+    their raw bytes); on PostgreSQL rows another daemon holds are skipped."""
     stmt = (
         select(InboundMessage.id)
         .where(InboundMessage.status == "new")
