@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warrantyd.daemon.drafters.base import TRADES
+from warrantyd.storage.models import MAIN_DIVISION
 
 if TYPE_CHECKING:
     from warrantyd.storage.queries import FollowupThresholds
@@ -201,6 +202,27 @@ class HomeConfig:
 
 
 @dataclass(frozen=True)
+class DivisionConfig:
+    """One mailbox with its own staff, vendors and homes (a region, a builder division).
+
+    Divisions share the company, the database, SMTP, the drafter and the web server; what
+    arrives in one division's mailbox is handled by its staff, sent to its vendors and
+    answered from its address, and its staff cannot see or command another division's
+    work unless they are listed in both.
+    """
+
+    name: str
+    mailbox: MailboxConfig
+    staff: StaffConfig
+    vendors: tuple[VendorConfig, ...] = ()
+    homes: tuple[HomeConfig, ...] = ()
+    from_name: str = ""
+
+    def is_staff(self, address: str | None) -> bool:
+        return bool(address) and address.lower() in self.staff.addresses
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     company: CompanyConfig
@@ -217,14 +239,52 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
     """``extra["followup"]``: the ``[followup]`` rule thresholds, validated (see ``followup``)."""
     followup: FollowupConfig = field(default_factory=FollowupConfig)
+    other_divisions: tuple[DivisionConfig, ...] = ()
+    """The ``[[divisions]]`` tables; the top-level tables are :data:`MAIN_DIVISION`."""
 
-    def is_staff(self, address: str | None) -> bool:
-        return bool(address) and address.lower() in self.staff.addresses
+    @property
+    def divisions(self) -> tuple[DivisionConfig, ...]:
+        """Every division, the main one (the top-level tables) first."""
+        main = DivisionConfig(name=MAIN_DIVISION, mailbox=self.mailbox, staff=self.staff,
+                              vendors=self.vendors, homes=self.homes,
+                              from_name=self.smtp.from_name)
+        return (main, *self.other_divisions)
+
+    def division(self, name: str | None) -> DivisionConfig:
+        """The division called ``name``; rows of a division no longer configured (renamed or
+        removed from the file) fall back to the main one, whose staff then see them."""
+        for division in self.divisions:
+            if division.name == name:
+                return division
+        return self.divisions[0]
+
+    def division_of_mailbox(self, address: str | None) -> DivisionConfig | None:
+        """The division whose mailbox is ``address`` (a plus-address counts), or None."""
+        if not address:
+            return None
+        local, _, domain = address.lower().partition("@")
+        bare = f"{local.split('+', 1)[0]}@{domain}"
+        return next((d for d in self.divisions if d.mailbox.address == bare), None)
+
+    def staff_divisions(self, address: str | None) -> tuple[str, ...]:
+        """The names of the divisions ``address`` is staff of (several for a manager)."""
+        return tuple(d.name for d in self.divisions if d.is_staff(address))
+
+    def is_staff(self, address: str | None, division: str | None = None) -> bool:
+        """Staff of ``division``, or of any division when it is None."""
+        if division is None:
+            return bool(self.staff_divisions(address))
+        return self.division(division).is_staff(address)
+
+    @property
+    def all_staff_addresses(self) -> tuple[str, ...]:
+        """Every staff address of every division, each once."""
+        return tuple(dict.fromkeys(a for d in self.divisions for a in d.staff.addresses))
 
     @property
     def our_addresses(self) -> tuple[str, ...]:
         """Addresses that are us: mail from them is our own (loop protection)."""
-        return (self.mailbox.address,)
+        return tuple(d.mailbox.address for d in self.divisions)
 
 
 def load_config(path: str | Path, *, partial: bool = False) -> Config:
@@ -357,7 +417,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
     where = str(path) if path else "config"
     base_dir = path.parent if path else Path.cwd()
     known = {"company", "mailbox", "smtp", "database", "storage", "drafter", "staff", "web",
-             "vendors", "homes", "followup"}
+             "vendors", "homes", "followup", "divisions"}
     for key in data:
         if key not in known:
             problems.append(f"{where}: unknown table [{key}] (known: {', '.join(sorted(known))})")
@@ -379,24 +439,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
     if "mailbox" not in data:
         problems.append(f"{where}: [mailbox] table is required (at least address)")
     need_mail = not partial
-    mailbox = MailboxConfig(
-        address=mb.address("address", required=True),
-        imap_host=mb.text("imap_host", required=need_mail, hint="the IMAP server's host name"),
-        imap_port=mb.port("imap_port", 993),
-        imap_security=mb.choice("imap_security", SECURITY_CHOICES, "tls"),
-        imap_user=mb.text("imap_user", required=need_mail, hint="the IMAP login name"),
-        imap_password_env=mb.env_name("imap_password_env", ""),
-        folder=mb.text("folder", "INBOX"),
-        processed_folder=mb.text("processed_folder", "Processed"),
-        failed_folder=mb.text("failed_folder", "Failed"),
-        idle=bool(mb.get("idle", bool, True)),
-        poll_seconds=mb.positive("poll_seconds", 60.0),
-        max_attempts=int(mb.positive("max_attempts", 3)),
-        **_oauth_settings(mb, base_dir),
-    )
-    if mailbox.processed_folder == mailbox.folder or mailbox.failed_folder == mailbox.folder:
-        mb.problem("processed_folder", "processed_folder and failed_folder must differ from folder")
-    mb.unknown_keys()
+    mailbox = _mailbox_config(mb, base_dir, need_mail=need_mail)
 
     sm = _Reader(f"{where}: [smtp]", data.get("smtp"), problems)
     if "smtp" not in data and need_mail:
@@ -448,34 +491,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
     sf = _Reader(f"{where}: [staff]", data.get("staff"), problems)
     if "staff" not in data:
         problems.append(f"{where}: [staff] table is required (addresses = [...])")
-    staff_addresses = tuple(a.lower() for a in sf.strings(
-        "addresses", required="staff" in data, hint='a list like ["pat@acme-homes.example"]'))
-    for addr in staff_addresses:
-        if not _looks_like_address(addr):
-            sf.problem("addresses", f"{addr!r} is not an email address")
-    if "staff" in data and not staff_addresses and "addresses" in sf.table:
-        sf.problem("addresses", "must list at least one staff address")
-    digest = sf.text("digest", "immediate")
-    if digest != "immediate":
-        try:
-            from apscheduler.triggers.cron import CronTrigger
-
-            CronTrigger.from_crontab(digest, timezone=timezone)
-        except ValueError as exc:
-            sf.problem("digest", f"must be \"immediate\" or a cron expression like "
-                                 f"\"0 8,13 * * mon-fri\": {exc}")
-    staff = StaffConfig(
-        addresses=staff_addresses,
-        digest=digest,
-        require_authenticated_sender=bool(sf.get("require_authenticated_sender", bool, False)),
-        trusted_authserv_id=sf.text("trusted_authserv_id", ""),
-        token_days=int(sf.positive("token_days", 14)),
-    )
-    if staff.require_authenticated_sender and not staff.trusted_authserv_id:
-        sf.problem("trusted_authserv_id", "is required when require_authenticated_sender is true "
-                                          "(the authserv-id your receiving server writes in "
-                                          "Authentication-Results, e.g. mx.example.com)")
-    sf.unknown_keys()
+    staff = _staff_config(sf, timezone, required="staff" in data)
 
     wb = _Reader(f"{where}: [web]", data.get("web"), problems)
     listen = wb.text("listen", "127.0.0.1:8025")
@@ -486,48 +502,12 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
                     secret_env=wb.env_name("secret_env", "WARRANTYD_SECRET"))
     wb.unknown_keys()
 
-    vendors: list[VendorConfig] = []
-    raw_vendors = data.get("vendors", [])
-    if not isinstance(raw_vendors, list):
-        problems.append(f"{where}: vendors must be written as [[vendors]] tables")
-        raw_vendors = []
-    for i, item in enumerate(raw_vendors, 1):
-        vr = _Reader(f"{where}: [[vendors]] #{i}", item, problems)
-        name = vr.text("name", required=True)
-        vemail = vr.address("email", required=True)
-        vtrades = vr.strings("trades")
-        for t in vtrades:
-            if t not in trades:
-                vr.problem("trades", f"unknown trade {t!r} (known: {', '.join(trades)})")
-        vendors.append(VendorConfig(name=name, email=vemail, trades=vtrades,
-                                    communities=vr.strings("communities"),
-                                    aliases=vr.strings("aliases")))
-        vr.unknown_keys()
-
-    homes: list[HomeConfig] = []
-    raw_homes = data.get("homes", [])
-    if not isinstance(raw_homes, list):
-        problems.append(f"{where}: homes must be written as [[homes]] tables")
-        raw_homes = []
-    for i, item in enumerate(raw_homes, 1):
-        hr = _Reader(f"{where}: [[homes]] #{i}", item, problems)
-        closing = hr.get("closing_date", (date, str), None)
-        if isinstance(closing, str):
-            try:
-                closing = date.fromisoformat(closing)
-            except ValueError:
-                hr.problem("closing_date", f"must be a date like 2025-03-14, not {closing!r}")
-                closing = None
-        owners: list[HomeownerConfig] = []
-        for j, owner in enumerate(hr.get("homeowners", list, []), 1):
-            orr = _Reader(f"{where}: [[homes]] #{i} homeowners #{j}", owner, problems)
-            owners.append(HomeownerConfig(name=orr.text("name"), email=orr.address("email",
-                                                                                   required=True)))
-            orr.unknown_keys()
-        homes.append(HomeConfig(address=hr.text("address", required=True),
-                                community=hr.text("community", ""), closing_date=closing,
-                                homeowners=tuple(owners)))
-        hr.unknown_keys()
+    vendors = _vendor_configs(data.get("vendors", []), f"{where}: ", trades, problems)
+    homes = _home_configs(data.get("homes", []), f"{where}: ", problems)
+    divisions = _division_configs(data.get("divisions", []), where, problems, base_dir,
+                                  need_mail=need_mail, timezone=timezone, trades=trades,
+                                  main_mailbox=mailbox, main_staff=staff,
+                                  from_name=smtp.from_name)
 
     followup = _followup_config(_Reader(f"{where}: [followup]", data.get("followup"), problems),
                                 timezone)
@@ -540,9 +520,195 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         mailbox=mailbox, smtp=smtp, database=DatabaseConfig(url=url),
         storage=StorageConfig(data_dir=data_dir, blobs=blobs),
         drafter=drafter, staff=staff, web=web,
-        vendors=tuple(vendors), homes=tuple(homes), partial=partial,
+        vendors=vendors, homes=homes, partial=partial,
         extra={"followup": followup.threshold_table()}, followup=followup,
+        other_divisions=divisions,
     )
+
+
+def _mailbox_config(mb: _Reader, base_dir: Path, *, need_mail: bool,
+                    inherit: MailboxConfig | None = None) -> MailboxConfig:
+    """``[mailbox]``, or a division's ``[divisions.mailbox]``, whose unset keys then come
+    from the top-level ``[mailbox]`` (same server, usually another login)."""
+    base = inherit or MailboxConfig(address="")
+    need_server = need_mail and inherit is None
+    oauth = _oauth_settings(mb, base_dir)
+    if inherit is not None and not any(k in mb.table for k in ("auth", "oauth_token_command",
+                                                               "oauth_token_file")):
+        oauth = {"auth": base.auth, "oauth_token_command": base.oauth_token_command,
+                 "oauth_token_file": base.oauth_token_file}
+    mailbox = MailboxConfig(
+        address=mb.address("address", required=True),
+        imap_host=mb.text("imap_host", base.imap_host, required=need_server,
+                          hint="the IMAP server's host name"),
+        imap_port=mb.port("imap_port", base.imap_port),
+        imap_security=mb.choice("imap_security", SECURITY_CHOICES, base.imap_security),
+        imap_user=mb.text("imap_user", required=need_mail, hint="the IMAP login name"),
+        imap_password_env=mb.env_name("imap_password_env", base.imap_password_env),
+        folder=mb.text("folder", base.folder),
+        processed_folder=mb.text("processed_folder", base.processed_folder),
+        failed_folder=mb.text("failed_folder", base.failed_folder),
+        idle=bool(mb.get("idle", bool, base.idle)),
+        poll_seconds=mb.positive("poll_seconds", base.poll_seconds),
+        max_attempts=int(mb.positive("max_attempts", base.max_attempts)),
+        **oauth,
+    )
+    if mailbox.processed_folder == mailbox.folder or mailbox.failed_folder == mailbox.folder:
+        mb.problem("processed_folder", "processed_folder and failed_folder must differ from folder")
+    mb.unknown_keys()
+    return mailbox
+
+
+def _staff_config(sf: _Reader, timezone: str, *, required: bool,
+                  inherit: StaffConfig | None = None) -> StaffConfig:
+    """``[staff]``, or a division's ``[divisions.staff]``, whose unset keys then come from
+    the top-level ``[staff]`` (the addresses never do)."""
+    base = inherit or StaffConfig(addresses=())
+    addresses = tuple(a.lower() for a in sf.strings(
+        "addresses", required=required, hint='a list like ["pat@acme-homes.example"]'))
+    for addr in addresses:
+        if not _looks_like_address(addr):
+            sf.problem("addresses", f"{addr!r} is not an email address")
+    if required and not addresses and "addresses" in sf.table:
+        sf.problem("addresses", "must list at least one staff address")
+    digest = sf.text("digest", base.digest)
+    if digest != "immediate":
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(digest, timezone=timezone)
+        except ValueError as exc:
+            sf.problem("digest", f"must be \"immediate\" or a cron expression like "
+                                 f"\"0 8,13 * * mon-fri\": {exc}")
+    staff = StaffConfig(
+        addresses=addresses,
+        digest=digest,
+        require_authenticated_sender=bool(sf.get("require_authenticated_sender", bool,
+                                                 base.require_authenticated_sender)),
+        trusted_authserv_id=sf.text("trusted_authserv_id", base.trusted_authserv_id),
+        token_days=int(sf.positive("token_days", base.token_days)),
+    )
+    if staff.require_authenticated_sender and not staff.trusted_authserv_id:
+        sf.problem("trusted_authserv_id", "is required when require_authenticated_sender is true "
+                                          "(the authserv-id your receiving server writes in "
+                                          "Authentication-Results, e.g. mx.example.com)")
+    sf.unknown_keys()
+    return staff
+
+
+def _vendor_configs(raw_vendors: object, where: str, trades: tuple[str, ...],
+                    problems: list[str]) -> tuple[VendorConfig, ...]:
+    """``[[vendors]]`` (``where`` names the enclosing division, if any)."""
+    vendors: list[VendorConfig] = []
+    if not isinstance(raw_vendors, list):
+        problems.append(f"{where}vendors must be written as [[vendors]] tables")
+        raw_vendors = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw_vendors, 1):
+        vr = _Reader(f"{where}[[vendors]] #{i}", item, problems)
+        name = vr.text("name", required=True)
+        vemail = vr.address("email", required=True)
+        if vemail and vemail in seen:
+            vr.problem("email", f"{vemail} is listed twice; one [[vendors]] table per vendor")
+        seen.add(vemail)
+        vtrades = vr.strings("trades")
+        for t in vtrades:
+            if t not in trades:
+                vr.problem("trades", f"unknown trade {t!r} (known: {', '.join(trades)})")
+        vendors.append(VendorConfig(name=name, email=vemail, trades=vtrades,
+                                    communities=vr.strings("communities"),
+                                    aliases=vr.strings("aliases")))
+        vr.unknown_keys()
+    return tuple(vendors)
+
+
+def _home_configs(raw_homes: object, where: str, problems: list[str]) -> tuple[HomeConfig, ...]:
+    """``[[homes]]`` (``where`` names the enclosing division, if any)."""
+    homes: list[HomeConfig] = []
+    if not isinstance(raw_homes, list):
+        problems.append(f"{where}homes must be written as [[homes]] tables")
+        raw_homes = []
+    for i, item in enumerate(raw_homes, 1):
+        hr = _Reader(f"{where}[[homes]] #{i}", item, problems)
+        closing = hr.get("closing_date", (date, str), None)
+        if isinstance(closing, str):
+            try:
+                closing = date.fromisoformat(closing)
+            except ValueError:
+                hr.problem("closing_date", f"must be a date like 2025-03-14, not {closing!r}")
+                closing = None
+        owners: list[HomeownerConfig] = []
+        for j, owner in enumerate(hr.get("homeowners", list, []), 1):
+            orr = _Reader(f"{where}[[homes]] #{i} homeowners #{j}", owner, problems)
+            owners.append(HomeownerConfig(name=orr.text("name"), email=orr.address("email",
+                                                                                   required=True)))
+            orr.unknown_keys()
+        homes.append(HomeConfig(address=hr.text("address", required=True),
+                                community=hr.text("community", ""), closing_date=closing,
+                                homeowners=tuple(owners)))
+        hr.unknown_keys()
+    return tuple(homes)
+
+
+DIVISION_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _division_configs(raw: object, where: str, problems: list[str], base_dir: Path, *,
+                      need_mail: bool, timezone: str, trades: tuple[str, ...],
+                      main_mailbox: MailboxConfig, main_staff: StaffConfig,
+                      from_name: str) -> tuple[DivisionConfig, ...]:
+    """``[[divisions]]``: each a name, a mailbox, staff, vendors and homes of its own.
+
+    Unset mailbox and staff settings come from the top-level tables, so a division on the
+    same IMAP server needs only its address, login and staff.  Two divisions reading one
+    IMAP folder would import every mail twice, so that is refused here.
+    """
+    if not isinstance(raw, list):
+        problems.append(f"{where}: divisions must be written as [[divisions]] tables")
+        return ()
+    divisions: list[DivisionConfig] = []
+    names = {MAIN_DIVISION}
+    addresses = {main_mailbox.address}
+    folders = {(main_mailbox.imap_host, main_mailbox.imap_user, main_mailbox.folder):
+               MAIN_DIVISION}
+    for i, item in enumerate(raw, 1):
+        dv = _Reader(f"{where}: [[divisions]] #{i}", item, problems)
+        name = dv.text("name", required=True, hint='a short name like "north"').strip().lower()
+        label = f"{where}: [[divisions]] {name!r}" if name else dv.where
+        if name and not set(name) <= DIVISION_NAME_CHARS:
+            dv.problem("name", f"{name!r} may hold only letters, digits, - and _ (it is kept "
+                               f"on every request and used in `--division`)")
+        elif name in names:
+            dv.problem("name", f"{name!r} is used twice (\"{MAIN_DIVISION}\" is the top-level "
+                               f"[mailbox] and [staff])")
+        names.add(name)
+        division_from = dv.text("from_name", from_name)
+        if "mailbox" not in dv.table:
+            dv.problem("mailbox", "a [divisions.mailbox] table is required (address, imap_user)")
+        mailbox = _mailbox_config(_Reader(f"{label} mailbox", dv.get("mailbox", dict, {}),
+                                          problems),
+                                  base_dir, need_mail=need_mail, inherit=main_mailbox)
+        if mailbox.address and mailbox.address in addresses:
+            problems.append(f"{label} mailbox.address: {mailbox.address} is another "
+                            f"division's mailbox; each division needs its own address")
+        addresses.add(mailbox.address)
+        folder_key = (mailbox.imap_host, mailbox.imap_user, mailbox.folder)
+        if need_mail and folder_key in folders:
+            problems.append(f"{label} mailbox: reads the same IMAP folder as division "
+                            f"{folders[folder_key]!r} ({mailbox.imap_user} on "
+                            f"{mailbox.imap_host}, {mailbox.folder}); give it its own imap_user "
+                            f"or folder")
+        folders[folder_key] = name
+        if "staff" not in dv.table:
+            dv.problem("staff", "a [divisions.staff] table is required (addresses = [...])")
+        staff = _staff_config(_Reader(f"{label} staff", dv.get("staff", dict, {}), problems),
+                              timezone, required=True, inherit=main_staff)
+        vendors = _vendor_configs(dv.get("vendors", list, []), f"{label} ", trades, problems)
+        homes = _home_configs(dv.get("homes", list, []), f"{label} ", problems)
+        dv.unknown_keys()
+        divisions.append(DivisionConfig(name=name, mailbox=mailbox, staff=staff,
+                                        vendors=vendors, homes=homes, from_name=division_from))
+    return tuple(divisions)
 
 
 def _followup_config(fu: _Reader, timezone: str) -> FollowupConfig:

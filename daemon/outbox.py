@@ -235,7 +235,7 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
         subject=_header_text(subject), raw=msg.as_bytes(),
         status="suppressed" if reason else "queued", attempts=0, next_attempt_at=None,
         last_error=reason, created_at=now, service_request_id=service_request_id,
-        work_order_id=work_order_id)
+        work_order_id=work_order_id, from_addr=our_address)
     try:
         with session.begin_nested():
             session.add(row)
@@ -297,8 +297,10 @@ def envelope_sender(raw: bytes) -> str:
 class OutboxSender:
     """Sends queued rows over SMTP; one instance per daemon, several daemons per database.
 
-    ``clock`` returns the current UTC time (tests pass a fake one); ``envelope_from``
-    overrides the SMTP envelope sender, which otherwise is the From address of each mail.
+    ``clock`` returns the current UTC time (tests pass a fake one).  The SMTP envelope
+    sender is the row's ``from_addr`` (the mailbox of the division the mail is about, where
+    its bounces must come back); ``envelope_from`` stands in for rows written before that
+    column existed, which otherwise use the From address in their bytes.
     ``rate_exempt`` addresses (the staff's own) are not held to the per-recipient cap, which
     exists to protect homeowners and vendors from a loop or a flood, not to delay digests.
     """
@@ -603,7 +605,8 @@ class OutboxSender:
             return [
                 _Claimed(id=r.id, message_id=r.message_id, kind=r.kind, to_addr=r.to_addr,
                          raw=r.raw, attempts=r.attempts,
-                         envelope_from=self.envelope_from or envelope_sender(r.raw))
+                         envelope_from=r.from_addr or self.envelope_from
+                         or envelope_sender(r.raw))
                 for r in rows
             ]
 

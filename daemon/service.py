@@ -77,8 +77,7 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         self.sender = OutboxSender(self.db, self.config.smtp,
-                                   envelope_from=self.config.mailbox.address,
-                                   rate_exempt=self.config.staff.addresses,
+                                   rate_exempt=self.config.all_staff_addresses,
                                    tls_context=self.smtp_tls_context)
         self.processor = Processor(self.config, self.db, make_drafter(self.config),
                                    on_outbound=self.sender.wake)

@@ -31,6 +31,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+MAIN_DIVISION = "main"
+"""The division of a config's top-level ``[mailbox]`` and ``[staff]``, and of every row
+written before there were divisions."""
+
+
+def division_column() -> Mapped[str]:
+    """Which division (mailbox, staff, vendors) a row belongs to; see ``[[divisions]]``."""
+    return mapped_column(String(100), default=MAIN_DIVISION, server_default=MAIN_DIVISION,
+                         index=True)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -151,6 +161,9 @@ class OutboundMessage(Base):
     work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_until: Mapped[datetime | None]
+    from_addr: Mapped[str | None] = mapped_column(String(320))
+    """Our address the mail is from (the division's mailbox): the envelope sender, so that
+    bounces come back to the mailbox the conversation is in."""
 
 
 class Attachment(Base):
@@ -180,10 +193,12 @@ class Home(Base):
               postgresql_ops={"address": "gin_trgm_ops"}),
         Index("ix_home_community_trgm", "community", postgresql_using="gin",
               postgresql_ops={"community": "gin_trgm_ops"}),
+        UniqueConstraint("division", "address"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    address: Mapped[str] = mapped_column(String(500), unique=True)
+    division: Mapped[str] = division_column()
+    address: Mapped[str] = mapped_column(String(500))
     community: Mapped[str] = mapped_column(String(200), default="", index=True)
     closing_date: Mapped[date | None] = mapped_column(Date)
     homeowners: Mapped[list[Homeowner]] = relationship(back_populates="home")
@@ -201,11 +216,16 @@ class Homeowner(Base):
 
 
 class Vendor(Base):
+    """A vendor of one division; the same company serving two divisions is two rows, so
+    each division's staff keep their own trades, areas and history with it."""
+
     __tablename__ = "vendor"
+    __table_args__ = (UniqueConstraint("division", "email"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    division: Mapped[str] = division_column()
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
     trades: Mapped[list[Any]] = mapped_column(default=list)
     communities: Mapped[list[Any]] = mapped_column(default=list)
     aliases: Mapped[list[Any]] = mapped_column(default=list)
@@ -229,6 +249,7 @@ class ServiceRequest(Base):
     __tablename__ = "service_request"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    division: Mapped[str] = division_column()
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     homeowner_id: Mapped[int | None] = mapped_column(ForeignKey("homeowner.id"))
     home_id: Mapped[int | None] = mapped_column(ForeignKey("home.id"), index=True)
@@ -334,6 +355,7 @@ class Digest(Base):
     __tablename__ = "digest"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    division: Mapped[str] = division_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     service_request_id: Mapped[int | None] = mapped_column(ForeignKey("service_request.id"))
     work_order_ids: Mapped[list[Any]] = mapped_column(default=list)
