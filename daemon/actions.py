@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
 from warrantyd.daemon.drafting import Requester, find_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
@@ -30,6 +30,7 @@ from warrantyd.parsers.trim import Reply
 from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import BlobStorage
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     Attachment,
     HistoryEvent,
     InboundMessage,
@@ -60,10 +61,18 @@ class MailContext:
     now: datetime
     vendor_reading: VendorReading | None = None
     """The language model's reading of a vendor reply, made before the transaction."""
+    arrival_division: str = MAIN_DIVISION
+    """The division whose mailbox the mail arrived in (files given on the command line:
+    the main one).  A new request is filed there; mail on a thread follows the thread's."""
 
     @property
     def sender(self) -> str:
         return self.msg.from_addr or "unknown"
+
+    @property
+    def division(self) -> DivisionConfig:
+        """The arrival division's settings (mailbox, staff, vendors)."""
+        return self.config.division(self.arrival_division)
 
 
 @dataclass
