@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
-from warrantyd.daemon.drafting import Requester, find_home, requester_of
+from warrantyd.daemon.drafting import Requester, locate_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.render import localized, render, render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
@@ -63,7 +63,9 @@ class MailContext:
     """The language model's reading of a vendor reply, made before the transaction."""
     arrival_division: str = MAIN_DIVISION
     """The division whose mailbox the mail arrived in (files given on the command line:
-    the main one).  A new request is filed there; mail on a thread follows the thread's."""
+    the main one).  A new request is filed there, unless the sender is a homeowner of
+    exactly one other division (see ``drafting.locate_home``); mail on a thread follows the
+    thread's."""
 
     @property
     def sender(self) -> str:
@@ -180,8 +182,10 @@ def new_request(ctx: MailContext) -> Effects:
     if requester is None:
         return record_on_thread(ctx)
     session, now = ctx.session, ctx.now
-    owner, home = find_home(session, requester.email)
+    match = locate_home(session, requester.email, ctx.arrival_division)
+    owner, home = match.owner, match.home
     sr = ServiceRequest(
+        division=match.division,
         status="open", requester_email=requester.email, homeowner=owner, home=home,
         requester_name=(owner.name if owner and owner.name else requester.name),
         subject=requester.subject[:2000], body=requester.text[:100_000],
@@ -197,6 +201,11 @@ def new_request(ctx: MailContext) -> Effects:
         detail = f"forwarded by {ctx.sender}\n\n{detail}"
     record(session, "request_received", ctx.sender, detail, sr_id=sr.id, inbound=ctx.inbound,
            at=now)
+    if match.routed_from is not None:
+        record(session, "routed_to_division", SYSTEM,
+               f"routed to division {match.division}: the home is there (the mail came to "
+               f"the {match.routed_from} mailbox, {ctx.division.mailbox.address})",
+               sr_id=sr.id, at=now)
     if home is None:
         record(session, "property_unknown", SYSTEM,
                f"{requester.email} is not a known homeowner; staff must match the property",
@@ -263,11 +272,13 @@ def store_attachments(ctx: MailContext, sr: ServiceRequest | None) -> list[Attac
 
 def add_drafts(session: Session, sr: ServiceRequest, draft: DraftResult,
                attachments: list[Attachment], now: datetime) -> list[WorkOrder]:
-    """One draft work order per issue the drafter found."""
+    """One draft work order per issue the drafter found; a suggested vendor counts only
+    when it is one of the request's division's own vendors."""
     from warrantyd.daemon.drafters.coverage import coverage_hint
 
     by_name = {a.filename: a.id for a in attachments}
-    vendors = {v.email: v for v in session.scalars(select(Vendor))}
+    vendors = {v.email: v for v in session.scalars(
+        select(Vendor).where(Vendor.division == sr.division))}
     closing = sr.home.closing_date if sr.home is not None else None
     created: list[WorkOrder] = []
     for issue in draft.issues:
@@ -300,7 +311,9 @@ def _ack_issue(wo: WorkOrder) -> DraftIssue:
 
 def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
                  work_orders: list[WorkOrder]) -> list[OutboundMessage]:
+    """The homeowner hears from the request's division: its address, name and reply token."""
     session, config, now = ctx.session, ctx.config, ctx.now
+    division = config.division(sr.division)
     secret = installation_secret(session, config.web.secret_env)
     token = issue_token(session, secret, kind="homeowner", address=requester.email,
                         days=365, service_request_id=sr.id, now=now)
@@ -311,12 +324,12 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
         issues=[_ack_issue(wo) for wo in work_orders],
         emergency=any(wo.priority == "emergency" for wo in work_orders))
     row = queue_mail(
-        session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+        session, our_address=division.mailbox.address, from_name=division.from_name,
         kind="ack", to=requester.email, subject=render(
             f"email/{localized('ack_subject', sr.language)}.txt", sr_ref=sr.ref,
             subject=strip_subject_prefix(requester.subject) or "warranty request").strip()[:250],
         text=text, html=html, dedupe_key=f"ack:{sr.ref}",
-        reply_to=plus_address(config.mailbox.address, token.token),
+        reply_to=plus_address(division.mailbox.address, token.token),
         in_reply_to=requester.message_id, references=requester.references,
         service_request_id=sr.id)
     return [row]
@@ -324,19 +337,21 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
 
 def _alert_staff(ctx: MailContext, sr: ServiceRequest,
                  emergencies: list[WorkOrder]) -> list[OutboundMessage]:
-    session, config, msg, reply, now = ctx.session, ctx.config, ctx.msg, ctx.reply, ctx.now
+    """An emergency goes at once to the staff of the request's division, from its address."""
+    session, msg, reply, now = ctx.session, ctx.msg, ctx.reply, ctx.now
+    division = ctx.config.division(sr.division)
     phone = _PHONE.search(reply.new_text + "\n" + reply.quoted_text)
     issues = [{"ref": wo.ref, "priority": wo.priority, "title": wo.title,
                "reason": wo.emergency_reason or "judged an emergency by the drafter",
                "description": wo.description} for wo in emergencies]
     rows = []
-    for staff in config.staff.addresses:
+    for staff in division.staff.addresses:
         text, html = render_mail(
             "emergency", requester=f"{sr.requester_name} <{sr.requester_email}>".strip(),
             address=sr.home.address if sr.home else None, sr_ref=sr.ref, subject=msg.subject,
             issues=issues, phone=phone.group(0) if phone else None, text=reply.new_text)
         rows.append(queue_mail(
-            session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+            session, our_address=division.mailbox.address, from_name=division.from_name,
             kind="alert", to=staff,
             subject=f"[{sr.ref}] EMERGENCY: {emergencies[0].title}"[:250], text=text, html=html,
             dedupe_key=f"alert:{sr.ref}:{staff}", service_request_id=sr.id,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
+from warrantyd.storage.models import MAIN_DIVISION
 
 CheckResult = tuple[str, bool, str]
 
@@ -17,7 +18,8 @@ CheckResult = tuple[str, bool, str]
 async def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.path} is valid")]
     results.append(await asyncio.to_thread(_check_database, config))
-    results.append(await _check_imap(config))
+    # Every division's mailbox is its own login (often its own password or token).
+    results.extend(await asyncio.gather(*(_check_imap(config, d) for d in config.divisions)))
     results.append(await _check_smtp(config))
     results.append(await _check_llm(config))
     return results
@@ -35,11 +37,16 @@ def _check_database(config: Config) -> CheckResult:
     return ("database", True, f"{config.database.url} reachable, schema up to date")
 
 
-async def _check_imap(config: Config) -> CheckResult:
+async def _check_imap(config: Config, division: DivisionConfig) -> CheckResult:
+    """Log into ``division``'s mailbox and select its folder; named "imap" for the main
+    mailbox and "imap NAME" for another division's."""
     from warrantyd.daemon.imap import ImapSession, log_in
     from warrantyd.daemon.oauth import provider_for
 
-    mb = config.mailbox
+    mb = division.mailbox
+    name = "imap" if division.name == MAIN_DIVISION else f"imap {division.name}"
+    table = ("[mailbox]" if division.name == MAIN_DIVISION
+             else f"the [[divisions]] {division.name!r} mailbox")
     where = f"{mb.imap_user}@{mb.imap_host}:{mb.imap_port} ({mb.imap_security}, {mb.auth})"
     secret = ("the token source" if mb.auth == "xoauth2" else f"${mb.imap_password_env}")
     try:
@@ -53,10 +60,10 @@ async def _check_imap(config: Config) -> CheckResult:
         finally:
             session.close()
     except Exception as exc:
-        return ("imap", False, f"{where}: {exc or type(exc).__name__}; check [mailbox] and "
-                               f"{secret}")
-    return ("imap", True, f"{where}: logged in; {mb.folder!r} has UIDVALIDITY "
-                          f"{info.uidvalidity}")
+        return (name, False, f"{where}: {exc or type(exc).__name__}; check {table} and "
+                             f"{secret}")
+    return (name, True, f"{where}: logged in; {mb.folder!r} has UIDVALIDITY "
+                        f"{info.uidvalidity}")
 
 
 async def _check_smtp(config: Config) -> CheckResult:

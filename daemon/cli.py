@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from warrantyd.daemon.config import Config, ConfigError, load_config
+from warrantyd.storage.models import MAIN_DIVISION
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "config.toml"
@@ -30,6 +31,11 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", default=os.environ.get("WARRANTYD_CONFIG",
                                                                  DEFAULT_CONFIG),
                         help="config file (default: $WARRANTYD_CONFIG or ./config.toml)")
+
+
+def _add_division(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--division", metavar="NAME",
+                        help=f"{help_text} (a [[divisions]] name, or {MAIN_DIVISION!r})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
         p.add_argument("files", nargs="+", metavar="FILE.eml")
         p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+        if func is not cmd_read_vendor_reply:
+            _add_division(p, "read the files as if they came to this division's mailbox "
+                             "(default: the division of the mailbox they are addressed to)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("sr", help="service requests: list, show")
@@ -73,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--homeowner", help="homeowner name or email contains TEXT")
     q.add_argument("--status", help="open, in_progress, resolved (comma-separated)")
     q.add_argument("--since", help="created since: 2026-03-01, 7d, 48h, today")
+    _add_division(q, "only this division's requests")
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--offset", type=int, default=0)
     q.add_argument("--json", action="store_true")
@@ -93,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--since", help="created since: 2026-03-01, 7d, 48h, today")
     q.add_argument("--needs-followup", action="store_true",
                    help="only what is stuck, each with the reason")
+    _add_division(q, "only this division's work orders")
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--offset", type=int, default=0)
     q.add_argument("--json", action="store_true")
@@ -115,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["homes", "vendors"])
     p.add_argument("file", metavar="FILE.csv")
     p.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    _add_division(p, f"the division they belong to (default: {MAIN_DIVISION}, the top-level "
+                     f"[mailbox])")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("inbox", help="inbound mail: list, reprocess")
@@ -122,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = inbox.add_parser("list", help="stored inbound mail, newest first")
     q.add_argument("--status", choices=["new", "done", "ignored", "quarantined"])
+    _add_division(q, "only mail that came to this division's mailbox")
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_inbox_list)
@@ -163,6 +177,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _config(args: argparse.Namespace, *, partial: bool = False) -> Config:
     return load_config(Path(args.config), partial=partial)
+
+
+def _divisions(config: Config, name: str | None) -> tuple[str, ...] | None:
+    """``--division NAME`` as the divisions a command keeps (None: every one)."""
+    from warrantyd.daemon.reports import BadFilter, parse_division
+
+    try:
+        return parse_division(name, config)
+    except BadFilter as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _arrival(config: Config, name: str | None) -> str | None:
+    """``--division NAME`` of ``explain``/``draft``: the mailbox the files are read as having
+    come to (an unknown name is a usage error, never silently the main division)."""
+    chosen = _divisions(config, name)
+    return chosen[0] if chosen else None
 
 
 def _database(config: Config) -> Any:
@@ -228,6 +259,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from warrantyd.daemon.explain import explain_mail
 
     config = _config(args, partial=True)
+    arrival = _arrival(config, args.division)
     db = _database(config)
     results = []
     for name, raw, problem in _read_files(args.files):
@@ -235,7 +267,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             results.append({"file": name, "classification": None, "errors": [problem]})
             continue
         with db.session() as session:
-            results.append({"file": name, **explain_mail(session, config, raw)})
+            results.append({"file": name, **explain_mail(session, config, raw,
+                                                         arrival=arrival)})
     db.dispose()
     _emit(args, results, _human_explain)
     return EXIT_OK
@@ -243,6 +276,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _human_explain(obj: dict[str, Any]) -> str:
     lines = [f"{obj['file']}: {obj.get('classification')} — {obj.get('reason', '')}"]
+    if obj.get("division"):
+        lines.append(f"  division: {obj['division']} ({obj.get('division_reason', '')})")
     if obj.get("new_text"):
         lines.append("  new text: " + obj["new_text"][:300].replace("\n", "\n            "))
     for att in obj.get("attachments", []):
@@ -260,13 +295,15 @@ def cmd_draft(args: argparse.Namespace) -> int:
     from warrantyd.daemon.explain import draft_mail
 
     config = _config(args, partial=True)
+    arrival = _arrival(config, args.division)
     db = _database(config)
     results = []
     for name, raw, problem in _read_files(args.files):
         if raw is None:
             results.append({"file": name, "issues": [], "errors": [problem]})
             continue
-        results.append({"file": name, **asyncio.run(draft_mail(db, config, raw))})
+        results.append({"file": name, **asyncio.run(draft_mail(db, config, raw,
+                                                               arrival=arrival))})
     db.dispose()
     _emit(args, results, lambda o: json.dumps(o, ensure_ascii=False, indent=2, default=str))
     return EXIT_OK
@@ -321,7 +358,8 @@ def cmd_sr_list(args: argparse.Namespace) -> int:
         tz = _zone(config)
         rows = reports.sr_list(db, reports.build_sr_filter(
             property=args.property, homeowner=args.homeowner, status=args.status,
-            since=args.since, limit=args.limit, offset=args.offset, tz=tz))
+            since=args.since, limit=args.limit, offset=args.offset, tz=tz,
+            division=args.division, config=config))
         if args.json:
             _emit(args, rows, str)
         else:
@@ -352,7 +390,8 @@ def cmd_wo_list(args: argparse.Namespace) -> int:
         rows = reports.wo_list(db, reports.build_wo_filter(
             property=args.property, vendor=args.vendor, status=args.status, sr=args.sr,
             since=args.since, needs_followup=args.needs_followup, limit=args.limit,
-            offset=args.offset, tz=tz), thresholds=thresholds, tz=tz)
+            offset=args.offset, tz=tz, division=args.division, config=config),
+            thresholds=thresholds, tz=tz)
         if args.json:
             _emit(args, rows, str)
         else:
@@ -409,20 +448,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
 
     def run(db: Any, config: Config) -> int:
-        progress = TerminalProgress(f"importing {args.kind}")
+        (division,) = _divisions(config, args.division) or (MAIN_DIVISION,)
+        into = f" into division {division}" if len(config.divisions) > 1 else ""
+        progress = TerminalProgress(f"importing {args.kind}{into}")
         try:
             if args.kind == "homes":
-                report = import_homes(db, args.file, progress=progress, dry_run=args.dry_run)
+                report = import_homes(db, args.file, progress=progress, dry_run=args.dry_run,
+                                      division=division)
             else:
                 report = import_vendors(db, args.file, trades=config.company.trades,
-                                        progress=progress, dry_run=args.dry_run)
+                                        progress=progress, dry_run=args.dry_run,
+                                        division=division)
         except (ImportFileError, OSError) as exc:
             raise UsageError(str(exc)) from None
         finally:
             progress.close()
         for error in report.errors:
             print(error, file=sys.stderr)
-        print(report.summary(args.kind))
+        print(report.summary(args.kind) + into)
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return _records(args, run)
@@ -431,18 +474,23 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_inbox_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from warrantyd.daemon.reports import inbound_division, inbound_in_divisions
     from warrantyd.storage.models import InboundMessage
 
     config = _config(args, partial=True)
+    divisions = _divisions(config, args.division)
     db = _database(config)
     with db.session() as session:
         stmt = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(args.limit)
         if args.status:
             stmt = stmt.where(InboundMessage.status == args.status)
+        if divisions is not None:
+            stmt = stmt.where(inbound_in_divisions(config, divisions))
         rows = [{"id": r.id, "status": r.status, "received_at": r.received_at.isoformat(),
                  "from": r.from_addr, "subject": r.subject, "classification": r.classification,
                  "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id,
-                 "mailbox": r.mailbox, "uid": r.uid}
+                 "mailbox": r.mailbox, "uid": r.uid,
+                 "division": inbound_division(config, r.mailbox)}
                 for r in session.scalars(stmt)]
     db.dispose()
     if args.json:
@@ -450,9 +498,12 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
             print(json.dumps(row, ensure_ascii=False))
         return EXIT_OK
     if not rows:
-        print("no inbound mail" + (f" with status {args.status}" if args.status else ""))
+        print("no inbound mail" + (f" with status {args.status}" if args.status else "")
+              + (f" in division {args.division}" if args.division else ""))
+    several = len(config.divisions) > 1
     for r in rows:
-        print(f"{r['id']:>6}  {r['status']:<11} {r['received_at'][:19]}  "
+        where = f"{r['division'][:12]:<12}  " if several else ""
+        print(f"{r['id']:>6}  {r['status']:<11} {r['received_at'][:19]}  {where}"
               f"{(r['from'] or '-')[:30]:<30}  {(r['subject'] or '')[:40]}")
         if r["last_error"]:
             print(f"        error: {r['last_error'].splitlines()[-1][:120]}")

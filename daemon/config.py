@@ -669,8 +669,9 @@ def _division_configs(raw: object, where: str, problems: list[str], base_dir: Pa
     divisions: list[DivisionConfig] = []
     names = {MAIN_DIVISION}
     addresses = {main_mailbox.address}
-    folders = {(main_mailbox.imap_host, main_mailbox.imap_user, main_mailbox.folder):
-               MAIN_DIVISION}
+    # A mailbox without imap_user is reported as such; it cannot also be a folder clash.
+    folders = ({(main_mailbox.imap_host, main_mailbox.imap_user, main_mailbox.folder):
+                MAIN_DIVISION} if main_mailbox.imap_user else {})
     for i, item in enumerate(raw, 1):
         dv = _Reader(f"{where}: [[divisions]] #{i}", item, problems)
         name = dv.text("name", required=True, hint='a short name like "north"').strip().lower()
@@ -693,12 +694,13 @@ def _division_configs(raw: object, where: str, problems: list[str], base_dir: Pa
                             f"division's mailbox; each division needs its own address")
         addresses.add(mailbox.address)
         folder_key = (mailbox.imap_host, mailbox.imap_user, mailbox.folder)
-        if need_mail and folder_key in folders:
+        if need_mail and mailbox.imap_user and folder_key in folders:
             problems.append(f"{label} mailbox: reads the same IMAP folder as division "
                             f"{folders[folder_key]!r} ({mailbox.imap_user} on "
                             f"{mailbox.imap_host}, {mailbox.folder}); give it its own imap_user "
                             f"or folder")
-        folders[folder_key] = name
+        if mailbox.imap_user:
+            folders[folder_key] = name
         if "staff" not in dv.table:
             dv.problem("staff", "a [divisions.staff] table is required (addresses = [...])")
         staff = _staff_config(_Reader(f"{label} staff", dv.get("staff", dict, {}), problems),

@@ -39,14 +39,18 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.health import INBOUND_STATUSES, count_by_status
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.process import reprocess
 from warrantyd.daemon.render import render, render_mail
 from warrantyd.daemon.reports import (
+    configured_divisions,
+    division_counts,
+    inbound_division,
+    inbound_in_divisions,
     needs_followup,
     sr_list,
     sr_show,
+    status_counts,
     wo_list,
     wo_show,
 )
@@ -72,8 +76,8 @@ from warrantyd.storage.queries import (
     WO_STATUSES,
     FollowupThresholds,
     ServiceRequestFilter,
-    UnknownReference,
     WorkOrderFilter,
+    division_condition,
 )
 
 log = logging.getLogger("warrantyd.dashboard")
@@ -103,10 +107,21 @@ def token_hash(token: str) -> str:
 
 @dataclass(frozen=True)
 class StaffUser:
-    """A signed-in staff member, as the handlers see them."""
+    """A signed-in staff member, as the handlers see them.
+
+    ``divisions`` are those the address is staff of, read from the configuration at every
+    request: the pages show only their work, and anything else is "not found", the same
+    answer as for what does not exist, so nothing is learnt about other divisions.
+    """
 
     email: str
     session_token: str
+    divisions: tuple[str, ...] = ()
+
+    def sees(self, config: Config, division: str | None) -> bool:
+        """Whether a row of ``division`` is this person's to see (a division no longer
+        configured counts as the main one, as everywhere)."""
+        return config.division(division).name in self.divisions
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ class Dashboard:
         self.zone = ZoneInfo(config.company.timezone)
         self.blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, db)
         self.thresholds = FollowupThresholds.from_mapping(config.extra.get("followup") or {})
+        self.configured = configured_divisions(config)
         base = urlsplit(config.web.base_url)
         self.secure = base.scheme == "https"
         self.base_origin = f"{base.scheme}://{base.netloc}".lower()
@@ -191,6 +207,7 @@ class Dashboard:
     def _page(self, template: str, status: int = 200, user: StaffUser | None = None,
               **context: Any) -> web.Response:
         nonce = secrets.token_urlsafe(16)
+        context.setdefault("several_divisions", bool(user and len(user.divisions) > 1))
         body = render(f"web/{template}", nonce=nonce, company=self.config.company.name,
                       user=user, csrf=self.csrf_for(user) if user else "", when=self.when,
                       **context)
@@ -210,6 +227,30 @@ class Dashboard:
         if moment.tzinfo is not None:
             moment = moment.astimezone(self.zone)
         return moment.strftime(_WHEN)
+
+    # --- divisions ------------------------------------------------------------------------
+
+    def scope(self, request: web.Request, user: StaffUser) -> tuple[str, ...]:
+        """The divisions a list page shows: all of the person's, or the one of them that
+        ``?division=NAME`` picks (a manager's filter)."""
+        picked = request.query.get("division", "")
+        return (picked,) if picked in user.divisions else user.divisions
+
+    def division_filter(self, request: web.Request, user: StaffUser) -> dict[str, Any] | None:
+        """The division links above a list, for someone who sees several divisions."""
+        if len(user.divisions) < 2:
+            return None
+        picked = request.query.get("division", "")
+        return {"choices": user.divisions, "current": picked if picked in user.divisions
+                else ""}
+
+    def wo_filter(self, divisions: tuple[str, ...], **fields: Any) -> WorkOrderFilter:
+        return WorkOrderFilter(divisions=divisions, configured_divisions=self.configured,
+                               **fields)
+
+    def sr_filter(self, divisions: tuple[str, ...], **fields: Any) -> ServiceRequestFilter:
+        return ServiceRequestFilter(divisions=divisions, configured_divisions=self.configured,
+                                    **fields)
 
     # --- CSRF -----------------------------------------------------------------------------
 
@@ -283,7 +324,7 @@ class Dashboard:
             if (row is None or row.revoked_at is not None or row.expires_at <= self.clock()
                     or not self.config.is_staff(row.email)):
                 return None
-            return StaffUser(row.email, token)
+            return StaffUser(row.email, token, self.config.staff_divisions(row.email))
 
     # --- sign-in --------------------------------------------------------------------------
 
@@ -332,8 +373,11 @@ class Dashboard:
                        "minutes": LOGIN_MINUTES,
                        "expires": self.when(row.expires_at)}
             text, html = render_mail("staff_login", **context)
-            queue_mail(session, our_address=self.config.mailbox.address,
-                       from_name=self.config.smtp.from_name or self.config.company.name,
+            # From the mailbox of the first division the address is staff of: the one its
+            # digests come from (the main one when it is staff there).
+            division = self.config.division(self.config.staff_divisions(address)[0])
+            queue_mail(session, our_address=division.mailbox.address,
+                       from_name=division.from_name or self.config.company.name,
                        kind="login", to=address,
                        subject=f"Sign in to the {self.config.company.name} warranty dashboard",
                        text=text, html=html, dedupe_key=f"login:{row.token_hash[:32]}",
@@ -430,26 +474,40 @@ class Dashboard:
         return self._page(template, 200, user, **result)
 
     async def overview(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
+        scope = self.scope(request, user)
+
         def build(session: Session) -> dict[str, Any]:
+            wo_by = status_counts(session, WorkOrder, WO_STATUSES, self.config, scope)
+            sr_by = status_counts(session, ServiceRequest, SR_STATUSES, self.config, scope)
             return {
-                "wo_counts": count_by_status(session, WorkOrder, WO_STATUSES),
-                "sr_counts": count_by_status(session, ServiceRequest, SR_STATUSES),
-                "quarantined": count_by_status(session, InboundMessage,
-                                               INBOUND_STATUSES)["quarantined"],
-                "followups": needs_followup(session, WorkOrderFilter(limit=100),
+                "wo_counts": division_counts(wo_by, WO_STATUSES),
+                "sr_counts": division_counts(sr_by, SR_STATUSES),
+                "by_division": [{"name": name, "work_orders": wo_by[name],
+                                 "requests": sr_by[name]} for name in scope
+                                ] if len(scope) > 1 else [],
+                "quarantined": session.scalar(
+                    select(func.count()).select_from(InboundMessage).where(
+                        InboundMessage.status == "quarantined",
+                        inbound_in_divisions(self.config, scope))) or 0,
+                "followups": needs_followup(session, self.wo_filter(scope, limit=100),
                                             now=self.clock(), thresholds=self.thresholds,
                                             tz=self.zone),
-                "recent": sr_list(session, ServiceRequestFilter(limit=15)),
+                "recent": sr_list(session, self.sr_filter(scope, limit=15)),
+                "division_filter": self.division_filter(request, user),
             }
         return await self._read(user, build, "dashboard_overview.html")
 
     async def properties(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
         term = " ".join(request.query.get("q", "").split())[:200]
 
+        scope = self.scope(request, user)
+
         def build(session: Session) -> dict[str, Any]:
-            rows = property_summaries(session, term, limit=PROPERTY_PAGE_LIMIT + 1)
+            rows = property_summaries(session, term, limit=PROPERTY_PAGE_LIMIT + 1,
+                                      divisions=scope, configured=self.configured)
             return {"rows": rows[:PROPERTY_PAGE_LIMIT], "q": term,
-                    "more": len(rows) > PROPERTY_PAGE_LIMIT}
+                    "more": len(rows) > PROPERTY_PAGE_LIMIT,
+                    "division_filter": self.division_filter(request, user)}
         return await self._read(user, build, "dashboard_properties.html")
 
     async def property(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
@@ -457,22 +515,28 @@ class Dashboard:
 
         def build(session: Session) -> dict[str, Any] | Notice:
             home = session.get(Home, home_id)
-            if home is None:
+            if home is None or not user.sees(self.config, home.division):
                 return _not_found("property", f"{STAFF_ROOT}/properties", "the property list")
             exact = _same_property(home.address)
-            srs = [r for r in sr_list(session, ServiceRequestFilter(property=home.address,
-                                                                    limit=None)) if exact(r)]
-            wos = [r for r in wo_list(session, WorkOrderFilter(property=home.address,
-                                                               limit=None)) if exact(r)]
+            srs = [r for r in sr_list(session, self.sr_filter(
+                user.divisions, property=home.address, limit=None)) if exact(r)]
+            wos = [r for r in wo_list(session, self.wo_filter(
+                user.divisions, property=home.address, limit=None)) if exact(r)]
             owners = [{"name": o.name, "email": o.email} for o in home.homeowners]
             return {"home": {"address": home.address, "community": home.community,
-                             "closing_date": home.closing_date}, "owners": owners,
+                             "closing_date": home.closing_date,
+                             "division": self.config.division(home.division).name},
+                    "owners": owners,
                     "requests": srs, "work_orders": wos}
         return await self._read(user, build, "dashboard_property.html")
 
     async def vendors(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
+        scope = self.scope(request, user)
+
         def build(session: Session) -> dict[str, Any]:
-            return {"rows": vendor_summaries(session)}
+            return {"rows": vendor_summaries(session, divisions=scope,
+                                             configured=self.configured),
+                    "division_filter": self.division_filter(request, user)}
         return await self._read(user, build, "dashboard_vendors.html")
 
     async def vendor(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
@@ -480,14 +544,18 @@ class Dashboard:
 
         def build(session: Session) -> dict[str, Any] | Notice:
             vendor = session.get(Vendor, vendor_id)
-            if vendor is None:
+            if vendor is None or not user.sees(self.config, vendor.division):
                 return _not_found("vendor", f"{STAFF_ROOT}/vendors", "the vendor list")
             mine = vendor.email.lower()
-            rows = wo_list(session, WorkOrderFilter(vendor=vendor.email, limit=None))
+            # The same company serving another division is another vendor row with the
+            # same address: only this division's work is this vendor's.
+            division = self.config.division(vendor.division).name
+            rows = wo_list(session, self.wo_filter((division,), vendor=vendor.email,
+                                                   limit=None))
             assigned = [r for r in rows if r["vendor"] and r["vendor"]["email"].lower() == mine]
             suggested = [r for r in rows if not r["vendor"] and r["suggested_vendor"]
                          and r["suggested_vendor"]["email"].lower() == mine]
-            return {"vendor": {"name": vendor.name, "email": vendor.email,
+            return {"vendor": {"name": vendor.name, "email": vendor.email, "division": division,
                                "trades": list(vendor.trades or ()),
                                "communities": list(vendor.communities or ()),
                                "active": vendor.active, "bounced_at": vendor.bounced_at},
@@ -499,13 +567,10 @@ class Dashboard:
         sr_id = int(request.match_info["id"])
 
         def build(session: Session) -> dict[str, Any] | Notice:
-            try:
-                data = sr_show(session, sr_id)
-            except UnknownReference as exc:
-                return Notice(404, "No such service request", str(exc), f"{STAFF_ROOT}/",
-                              "Back to overview")
             sr = session.get(ServiceRequest, sr_id)
-            assert sr is not None
+            if sr is None or not user.sees(self.config, sr.division):
+                return _no_such_record("SR", sr_id)
+            data = sr_show(session, sr_id)
             wo_ids = [wo.id for wo in sr.work_orders]
             return {"sr": data, "home_id": sr.home_id,
                     "mails": self._mails(session, sr_id=sr_id, wo_ids=wo_ids,
@@ -516,13 +581,10 @@ class Dashboard:
         wo_id = int(request.match_info["id"])
 
         def build(session: Session) -> dict[str, Any] | Notice:
-            try:
-                data = wo_show(session, wo_id)
-            except UnknownReference as exc:
-                return Notice(404, "No such work order", str(exc), f"{STAFF_ROOT}/",
-                              "Back to overview")
             wo = session.get(WorkOrder, wo_id)
-            assert wo is not None
+            if wo is None or not user.sees(self.config, wo.service_request.division):
+                return _no_such_record("WO", wo_id)
+            data = wo_show(session, wo_id)
             sr = wo.service_request
             return {"wo": data, "home_id": sr.home_id,
                     "vendor_id": wo.vendor_id or wo.suggested_vendor_id,
@@ -560,7 +622,7 @@ class Dashboard:
         def load() -> tuple[Attachment, bytes] | Notice:
             with self.db.session() as session:
                 att = session.get(Attachment, att_id)
-                if att is None:
+                if att is None or not user.sees(self.config, self._division_of(session, att)):
                     return _not_found("attachment", f"{STAFF_ROOT}/", "the overview")
                 session.expunge(att)
             try:
@@ -583,14 +645,25 @@ class Dashboard:
         response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
 
+    def _division_of(self, session: Session, att: Attachment) -> str:
+        """An attachment's division: its request's, or that of the mailbox it came to."""
+        if att.service_request_id is not None:
+            sr = session.get(ServiceRequest, att.service_request_id)
+            if sr is not None:
+                return sr.division
+        inbound = session.get(InboundMessage, att.inbound_message_id)
+        return inbound_division(self.config, inbound.mailbox if inbound else None)
+
     async def quarantine(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
         done = request.query.get("requeued", "")
 
         def build(session: Session) -> dict[str, Any]:
             rows = session.scalars(select(InboundMessage).where(
-                InboundMessage.status == "quarantined").order_by(
+                InboundMessage.status == "quarantined",
+                inbound_in_divisions(self.config, user.divisions)).order_by(
                 InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(200))
             return {"rows": [{"id": r.id, "received_at": r.received_at,
+                              "division": inbound_division(self.config, r.mailbox),
                               "from_addr": r.from_addr or _header(r.raw, "From"),
                               "subject": r.subject or _header(r.raw, "Subject"),
                               "attempts": r.attempts, "last_error": r.last_error or ""}
@@ -606,6 +679,12 @@ class Dashboard:
         def run() -> Notice | None:
             try:
                 with self.db.session() as session:
+                    mail = session.get(InboundMessage, inbound_id)
+                    if mail is not None and not user.sees(
+                            self.config, inbound_division(self.config, mail.mailbox)):
+                        # As for a number that does not exist: nothing about other divisions.
+                        raise LookupError(f"no inbound message {inbound_id}; `warrantyd inbox "
+                                          f"list` shows them")
                     row = reprocess(session, inbound_id)
                     session.add(HistoryEvent(
                         at=self.clock(), event="inbound_reprocessed", actor=user.email,
@@ -630,6 +709,14 @@ def _not_found(what: str, link: str, where: str) -> Notice:
                   f"Back to {where}")
 
 
+def _no_such_record(kind: str, number: int) -> Notice:
+    """What a request or work order that does not exist, or is another division's, shows:
+    the same words either way (no "newest is" hint: that would count other divisions')."""
+    what = {"SR": "service request", "WO": "work order"}[kind]
+    return Notice(404, f"No such {what}", f"{kind}-{number} does not exist.", f"{STAFF_ROOT}/",
+                  "Back to overview")
+
+
 def _same_property(address: str) -> Callable[[dict[str, Any]], bool]:
     """The property filter matches substrings ("1 Elm St" is in "11 Elm St"): keep exact."""
     def exact(row: dict[str, Any]) -> bool:
@@ -638,10 +725,14 @@ def _same_property(address: str) -> Callable[[dict[str, Any]], bool]:
     return exact
 
 
-def property_summaries(session: Session, term: str = "", *, limit: int | None = None
-                       ) -> list[dict[str, Any]]:
-    """Homes with their open requests and active work orders, busiest first."""
+def property_summaries(session: Session, term: str = "", *, limit: int | None = None,
+                       divisions: tuple[str, ...] | None = None,
+                       configured: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Homes with their open requests and active work orders, busiest first (only the homes
+    of ``divisions`` when given; ``configured`` as for :func:`division_condition`)."""
     homes = select(Home)
+    if divisions is not None:
+        homes = homes.where(division_condition(Home.division, divisions, configured))
     if term:
         needle = term.lower()
         homes = homes.where(or_(func.lower(Home.address).contains(needle, autoescape=True),
@@ -661,6 +752,7 @@ def property_summaries(session: Session, term: str = "", *, limit: int | None = 
     for home in session.scalars(homes):
         counts = wo_counts.get(home.id, {})
         rows.append({"id": home.id, "address": home.address, "community": home.community,
+                     "division": home.division,
                      "open_requests": int(open_srs.get(home.id, 0)),
                      "drafts": counts.get("draft", 0),
                      "in_progress": counts.get("in_progress", 0),
@@ -670,8 +762,10 @@ def property_summaries(session: Session, term: str = "", *, limit: int | None = 
     return rows[:limit] if limit is not None else rows
 
 
-def vendor_summaries(session: Session) -> list[dict[str, Any]]:
-    """Vendors with their work orders by status (assigned, or suggested on a draft)."""
+def vendor_summaries(session: Session, *, divisions: tuple[str, ...] | None = None,
+                     configured: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Vendors with their work orders by status (assigned, or suggested on a draft); only
+    the vendors of ``divisions`` when given."""
     counts: dict[int, dict[str, int]] = {}
     assignee = func.coalesce(WorkOrder.vendor_id, WorkOrder.suggested_vendor_id)
     for vendor_id, status, count in session.execute(
@@ -682,9 +776,13 @@ def vendor_summaries(session: Session) -> list[dict[str, Any]]:
             .group_by(assignee, WorkOrder.status)).all():
         counts.setdefault(int(vendor_id), {})[status] = int(count)
     rows = []
-    for vendor in session.scalars(select(Vendor).order_by(Vendor.name)):
+    vendors = select(Vendor).order_by(Vendor.name, Vendor.division)
+    if divisions is not None:
+        vendors = vendors.where(division_condition(Vendor.division, divisions, configured))
+    for vendor in session.scalars(vendors):
         mine = counts.get(vendor.id, {})
         rows.append({"id": vendor.id, "name": vendor.name, "email": vendor.email,
+                     "division": vendor.division,
                      "trades": list(vendor.trades or ()), "active": vendor.active,
                      "bounced": vendor.bounced_at is not None,
                      "drafts": mine.get("draft", 0), "in_progress": mine.get("in_progress", 0),

@@ -452,7 +452,7 @@ async def run_demo(data_dir: Path, *, script: bool = False, out: TextIO = sys.st
         service_task = asyncio.create_task(service.run())
         # Service.run takes over SIGINT/SIGTERM while it runs; until then, and after, ours.
         await _until(lambda: service_task.done() or (
-            service.intake is not None and service.intake.status["connected"]),
+            bool((service.status["intake"] or {}).get("connected"))),
             "the daemon to connect to IMAP", timeout=60)
         if service_task.done():
             await service_task

@@ -6,7 +6,12 @@ carries its own reply token in the Reply-To (``warranty+TOKEN@…``), issued to 
 member for *that* digest, because the token is what lets a reply give commands: a From header
 alone proves nothing.
 
-Two rhythms, set by ``[staff] digest``:
+Each division (``[[divisions]]``) has its own digests: a digest lists only work of one
+division, goes only to that division's staff, From its mailbox, with reply tokens that are
+plus-addresses of that mailbox, and ``Digest.division`` records whose it is (staff_auth.py
+allows commands on it only to that division's staff).
+
+Two rhythms, set by ``[staff] digest`` (per division: ``[divisions.staff] digest``):
 
 * ``"immediate"`` — :func:`queue_digests_for_request` sends one digest per service request as
   soon as its drafts exist (the subject carries ``[SR-n]``);
@@ -21,34 +26,39 @@ backscatter to whoever forged it — so the next digest is where staff learn abo
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
 from warrantyd.daemon.render import render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     Attachment,
     Digest,
     HistoryEvent,
+    InboundMessage,
     OutboundMessage,
     ReplyToken,
     ServiceRequest,
     Setting,
     WorkOrder,
 )
+from warrantyd.storage.queries import division_condition
 
 log = logging.getLogger("warrantyd.digests")
 
@@ -74,8 +84,20 @@ def trade_label(trade: str) -> str:
     return " & ".join(trade.split("_")).capitalize()
 
 
-def digest_mode(config: Config) -> str:
-    return IMMEDIATE if config.staff.digest.strip().lower() == IMMEDIATE else "scheduled"
+def digest_mode(config: Config, division: str | None = None) -> str:
+    """``immediate`` or ``scheduled``: the ``[staff] digest`` of ``division`` (default main)."""
+    digest = config.division(division).staff.digest if division else config.staff.digest
+    return IMMEDIATE if digest.strip().lower() == IMMEDIATE else "scheduled"
+
+
+def in_division(config: Config, column: Any, division: str) -> ColumnElement[bool] | None:
+    """The condition that ``column`` (a ``division`` column) is ``division``'s, or None when
+    the config has one division only (everything is its own: no condition to pay for).
+    Rows of a division no longer configured count as the main one's (``Config.division``)."""
+    if len(config.divisions) == 1:
+        return None
+    return division_condition(column, [config.division(division).name],
+                              [d.name for d in config.divisions])
 
 
 def digest_dedupe_key(digest_id: int, staff: str, slot: str | None = None) -> str:
@@ -85,8 +107,9 @@ def digest_dedupe_key(digest_id: int, staff: str, slot: str | None = None) -> st
 
 
 def staff_reply_token(session: Session, config: Config, staff: str, digest_id: int,
-                      now: datetime) -> ReplyToken:
-    """The token of ``staff`` for this digest, issued once and reused (receipts, links)."""
+                      now: datetime, division: str | None = None) -> ReplyToken:
+    """The token of ``staff`` for this digest, issued once and reused (receipts, links);
+    it lives the ``token_days`` of the digest's ``division`` (default main)."""
     row = session.scalars(
         select(ReplyToken).where(ReplyToken.kind == "digest", ReplyToken.address == staff,
                                  ReplyToken.digest_id == digest_id)
@@ -95,7 +118,8 @@ def staff_reply_token(session: Session, config: Config, staff: str, digest_id: i
         return row
     secret = installation_secret(session, config.web.secret_env)
     return issue_token(session, secret, kind="digest", address=staff,
-                       days=config.staff.token_days, digest_id=digest_id, now=now)
+                       days=config.division(division).staff.token_days, digest_id=digest_id,
+                       now=now)
 
 
 # --- what goes into a digest --------------------------------------------------------------
@@ -204,10 +228,9 @@ def _thumbnail_of_blob(sha256: str, content: Callable[[], bytes]) -> bytes | Non
 
 
 def _photos(session: Session, config: Config, digest_id: int, items: list[DigestItem],
-            work_orders: list[WorkOrder]) -> list[OutgoingAttachment]:
+            work_orders: list[WorkOrder], domain: str) -> list[OutgoingAttachment]:
     """Fill each item's photos; return the inline thumbnails shared by every staff mail."""
     blobs = blob_store_for(config.storage.blobs, config.storage.data_dir, session=session)
-    domain = config.mailbox.address.rpartition("@")[2] or "warrantyd"
     inline: list[OutgoingAttachment] = []
     for item, wo in zip(items, work_orders, strict=True):
         ids = [i for i in wo.photos if isinstance(i, int)]
@@ -256,14 +279,42 @@ def _local(config: Config, when: datetime) -> datetime:
     return when.astimezone(zone)
 
 
-def _last_digest_at(session: Session) -> datetime | None:
-    return session.scalar(select(func.max(Digest.created_at)))
+def _last_digest_at(session: Session, config: Config, division: str) -> datetime | None:
+    query = select(func.max(Digest.created_at))
+    scope = in_division(config, Digest.division, division)
+    if scope is not None:
+        query = query.where(scope)
+    return session.scalar(query)
 
 
-def _refused_since(session: Session, config: Config, since: datetime | None,
+def _refused_in_division(config: Config, division: str) -> ColumnElement[bool] | None:
+    """Refused mail about work of ``division``; mail about no request counts for the division
+    whose mailbox it arrived in (the main one for mail of no configured mailbox)."""
+    scope = in_division(config, ServiceRequest.division, division)
+    if scope is None:
+        return None
+    own = config.division(division)
+    others = [d for d in config.divisions if d.name != own.name]
+    if own.name == MAIN_DIVISION:
+        arrived = and_(*(or_(InboundMessage.mailbox.is_(None),
+                             ~InboundMessage.mailbox.startswith(f"{d.mailbox.address}/",
+                                                                autoescape=True))
+                         for d in others))
+    else:
+        arrived = InboundMessage.mailbox.startswith(f"{own.mailbox.address}/", autoescape=True)
+    return or_(scope, and_(HistoryEvent.service_request_id.is_(None), arrived))
+
+
+def _refused_since(session: Session, config: Config, division: str, since: datetime | None,
                    now: datetime) -> list[RefusedMail]:
     query = select(HistoryEvent).where(HistoryEvent.event == REFUSED_EVENT,
                                        HistoryEvent.at <= now)
+    scope = _refused_in_division(config, division)
+    if scope is not None:
+        query = (query.outerjoin(ServiceRequest,
+                                 HistoryEvent.service_request_id == ServiceRequest.id)
+                 .outerjoin(InboundMessage, HistoryEvent.inbound_message_id == InboundMessage.id)
+                 .where(scope))
     if since is not None:
         query = query.where(HistoryEvent.at > since)
     rows = session.scalars(query.order_by(HistoryEvent.id.desc())
@@ -272,17 +323,21 @@ def _refused_since(session: Session, config: Config, since: datetime | None,
                         reason=row.detail.split("\n", 1)[0][:300]) for row in reversed(rows)]
 
 
-def _queue(session: Session, config: Config, *, digest: Digest, work_orders: list[WorkOrder],
-           subject: str, heading: str, refused: list[RefusedMail], now: datetime,
+def _queue(session: Session, config: Config, division: DivisionConfig, *, digest: Digest,
+           work_orders: list[WorkOrder], subject: str, heading: str,
+           refused: list[RefusedMail], now: datetime,
            slot: str | None = None) -> list[OutboundMessage]:
-    """One mail per staff member: same items and photos, each with its own reply token."""
+    """One mail per staff member of ``division``: same items and photos, each with its own
+    reply token (a plus-address of the division's mailbox)."""
     items = [_item(n, wo) for n, wo in enumerate(work_orders, start=1)]
-    inline = _photos(session, config, digest.id, items, work_orders)
+    mailbox = division.mailbox.address
+    inline = _photos(session, config, digest.id, items, work_orders,
+                     mailbox.rpartition("@")[2] or "warrantyd")
     example_item = next((i for i in items if i.status == "draft"), items[0] if items else None)
     rows: list[OutboundMessage] = []
-    for staff in config.staff.addresses:
-        token = staff_reply_token(session, config, staff, digest.id, now)
-        reply_address = plus_address(config.mailbox.address, token.token)
+    for staff in division.staff.addresses:
+        token = staff_reply_token(session, config, staff, digest.id, now, division.name)
+        reply_address = plus_address(mailbox, token.token)
         for item in items:
             item.actions = _quick_actions(item, reply_address, subject)
         accept_all = _mailto(reply_address, subject, "accept all") if any(
@@ -294,7 +349,7 @@ def _queue(session: Session, config: Config, *, digest: Digest, work_orders: lis
             sent=f"{_local(config, now):%a, %b %d, %Y %H:%M}",
             sr_ref=(f"SR-{digest.service_request_id}" if digest.service_request_id else None))
         row = queue_mail(
-            session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+            session, our_address=mailbox, from_name=division.from_name,
             kind="digest", to=staff, subject=subject[:250], text=text, html=html,
             dedupe_key=digest_dedupe_key(digest.id, staff, slot), reply_to=reply_address,
             attachments=inline, service_request_id=digest.service_request_id, now=now,
@@ -309,18 +364,20 @@ def _queue(session: Session, config: Config, *, digest: Digest, work_orders: lis
 def queue_digests_for_request(session: Session, config: Config, sr: ServiceRequest,
                               work_orders: list[WorkOrder], now: datetime,
                               ) -> list[OutboundMessage]:
-    """In immediate mode, one digest of ``work_orders`` (drafts of ``sr``) to every staff member.
+    """In immediate mode, one digest of ``work_orders`` (drafts of ``sr``) to every staff
+    member of ``sr``'s division.
 
     Call it right after the drafts are added, in the same transaction.  With no drafts it
     still tells staff about a new request (they can add work with ``new:``).  In scheduled
     mode it does nothing: the next :func:`queue_pending_digest` picks the drafts up.
     """
-    if digest_mode(config) != IMMEDIATE or not config.staff.addresses:
+    division = config.division(sr.division)
+    if digest_mode(config, division.name) != IMMEDIATE or not division.staff.addresses:
         return []
     ordered = _ordered([wo for wo in work_orders if wo.status in _OPEN_STATUSES])
-    since = _last_digest_at(session)
-    refused = _refused_since(session, config, since, now)
-    digest = Digest(created_at=now, service_request_id=sr.id,
+    since = _last_digest_at(session, config, division.name)
+    refused = _refused_since(session, config, division.name, since, now)
+    digest = Digest(created_at=now, service_request_id=sr.id, division=division.name,
                     work_order_ids=[wo.id for wo in ordered])
     session.add(digest)
     session.flush()
@@ -332,20 +389,29 @@ def queue_digests_for_request(session: Session, config: Config, sr: ServiceReque
     who = sr.requester_name or sr.requester_email
     where = f", {sr.home.address}" if sr.home is not None else ""
     heading = f"{sr.ref} from {who}{where}: {what}"
-    rows = _queue(session, config, digest=digest, work_orders=ordered, subject=subject,
-                  heading=heading, refused=refused, now=now)
+    rows = _queue(session, config, division, digest=digest, work_orders=ordered,
+                  subject=subject, heading=heading, refused=refused, now=now)
     from warrantyd.daemon.actions import SYSTEM, record
 
     record(session, "digest_sent", SYSTEM,
            f"approval digest #{digest.id} ({n} item{'s' if n != 1 else ''}) to "
-           f"{', '.join(config.staff.addresses)}", sr_id=sr.id, at=now)
+           f"{', '.join(division.staff.addresses)}", sr_id=sr.id, at=now)
     return rows
 
 
 # --- scheduled digests ----------------------------------------------------------------------
 
-def _undigested_drafts(session: Session) -> list[WorkOrder]:
-    drafts = session.scalars(select(WorkOrder).where(WorkOrder.status == "draft")).all()
+def _of_division(config: Config, division: str, query: Any) -> Any:
+    """``query`` of work orders narrowed to ``division``'s (a join on the request)."""
+    scope = in_division(config, ServiceRequest.division, division)
+    if scope is None:
+        return query
+    return query.join(WorkOrder.service_request).where(scope)
+
+
+def _undigested_drafts(session: Session, config: Config, division: str) -> list[WorkOrder]:
+    drafts = session.scalars(_of_division(
+        config, division, select(WorkOrder).where(WorkOrder.status == "draft"))).all()
     if not drafts:
         return []
     oldest = min(wo.created_at for wo in drafts) - timedelta(minutes=1)
@@ -355,36 +421,51 @@ def _undigested_drafts(session: Session) -> list[WorkOrder]:
     return [wo for wo in drafts if wo.id not in seen]
 
 
-def _flagged_since(session: Session, since: datetime | None) -> list[WorkOrder]:
+def _flagged_since(session: Session, config: Config, division: str,
+                   since: datetime | None) -> list[WorkOrder]:
     """Open work orders with a flag (bounce, vendor question, needs vendor) changed lately."""
     query = select(WorkOrder).where(WorkOrder.status.in_(_OPEN_STATUSES))
     if since is not None:
         query = query.where(WorkOrder.updated_at > since)
-    return [wo for wo in session.scalars(query) if wo.flags or wo.needs_vendor]
+    return [wo for wo in session.scalars(_of_division(config, division, query))
+            if wo.flags or wo.needs_vendor]
+
+
+def digest_slot_key(slot: str, division: str = MAIN_DIVISION) -> str:
+    """The ``setting`` row that claims a scheduled digest's slot, once per division (the
+    main division's key is the one used before there were divisions)."""
+    key = f"digest_slot:{slot}" if division == MAIN_DIVISION else \
+        f"digest_slot:{division}:{slot}"
+    if len(key) <= 100:
+        return key
+    return f"digest_slot:{hashlib.sha256(division.encode()).hexdigest()[:32]}:{slot}"
 
 
 def queue_pending_digest(session: Session, config: Config, now: datetime,
-                         ) -> list[OutboundMessage]:
-    """One digest of everything waiting since the last digest, for the slot ``now`` falls in.
+                         division: str = MAIN_DIVISION) -> list[OutboundMessage]:
+    """One digest of everything waiting in ``division`` since its last digest, for the slot
+    ``now`` falls in, to that division's staff.
 
     Waiting means drafts that were in no digest yet, open work orders flagged since the last
     digest, and command mail refused since then.  Nothing waiting, no mail.  The slot (``now``
     to the minute) is claimed in the database, so a second call for the same slot — another
     daemon, a scheduler misfire — sends nothing.
     """
-    if not config.staff.addresses:
+    own = config.division(division)
+    if not own.staff.addresses:
         return []
     now = now.astimezone(UTC)
-    since = _last_digest_at(session)
-    drafts = _undigested_drafts(session)
-    flagged = [wo for wo in _flagged_since(session, since) if wo not in drafts]
-    refused = _refused_since(session, config, since, now)
+    since = _last_digest_at(session, config, own.name)
+    drafts = _undigested_drafts(session, config, own.name)
+    flagged = [wo for wo in _flagged_since(session, config, own.name, since)
+               if wo not in drafts]
+    refused = _refused_since(session, config, own.name, since, now)
     if not drafts and not flagged and not refused:
         return []
     slot = f"{now:%Y%m%dT%H%M}"
     try:
         with session.begin_nested():
-            session.add(Setting(key=f"digest_slot:{slot}", value=now.isoformat()))
+            session.add(Setting(key=digest_slot_key(slot, own.name), value=now.isoformat()))
             session.flush()
     except IntegrityError:
         log.info("digest slot %s was already sent", slot)
@@ -392,7 +473,7 @@ def queue_pending_digest(session: Session, config: Config, now: datetime,
     ordered = _ordered(drafts) + _ordered(flagged)
     srs = {wo.service_request_id for wo in ordered}
     digest = Digest(created_at=now, service_request_id=srs.pop() if len(srs) == 1 else None,
-                    work_order_ids=[wo.id for wo in ordered])
+                    division=own.name, work_order_ids=[wo.id for wo in ordered])
     session.add(digest)
     session.flush()
     parts = []
@@ -406,7 +487,7 @@ def queue_pending_digest(session: Session, config: Config, now: datetime,
     urgent = "EMERGENCY - " if any(wo.priority == "emergency" for wo in drafts) else ""
     subject = f"{urgent}Approval digest #{digest.id}: {what}"
     heading = f"{what} - {_local(config, now):%a %b %d}"
-    rows = _queue(session, config, digest=digest, work_orders=ordered, subject=subject,
+    rows = _queue(session, config, own, digest=digest, work_orders=ordered, subject=subject,
                   heading=heading, refused=refused, now=now, slot=slot)
-    log.info("approval digest #%s queued: %s", digest.id, what)
+    log.info("approval digest #%s (%s) queued: %s", digest.id, own.name, what)
     return rows

@@ -1,7 +1,7 @@
 """Choosing a drafter and giving it what it may read about one service request.
 
 The drafter sees the homeowner's new text, the photos, the property and its closing date, the
-company's vendors and the most relevant past staff decisions — and nothing else: no other
+division's vendors and the most relevant past staff decisions — and nothing else: no other
 homeowner's data, no internal notes.
 """
 
@@ -28,7 +28,14 @@ from warrantyd.parsers.classify import STAFF_MAIL, Classification
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.subjects import strip_subject_prefix
 from warrantyd.parsers.trim import Reply
-from warrantyd.storage.models import Feedback, Home, Homeowner, ServiceRequest, Vendor
+from warrantyd.storage.models import (
+    MAIN_DIVISION,
+    Feedback,
+    Home,
+    Homeowner,
+    ServiceRequest,
+    Vendor,
+)
 
 log = logging.getLogger("warrantyd.drafting")
 
@@ -83,14 +90,50 @@ def over_daily_budget(session: Session, config: Config, now: datetime) -> str | 
            f"daily_token_budget)"
 
 
-def find_home(session: Session, sender: str | None) -> tuple[Homeowner | None, Home | None]:
-    """The homeowner record for ``sender`` and their home (most recently added first)."""
+def find_home(session: Session, sender: str | None, division: str = MAIN_DIVISION
+              ) -> tuple[Homeowner | None, Home | None]:
+    """The homeowner record for ``sender`` among ``division``'s homes, and their home (most
+    recently added first)."""
     if not sender:
         return None, None
     owner = session.scalars(
-        select(Homeowner).where(Homeowner.email == sender.lower()).order_by(Homeowner.id.desc())
+        select(Homeowner).join(Home, Homeowner.home_id == Home.id)
+        .where(Homeowner.email == sender.lower(), Home.division == division)
+        .order_by(Homeowner.id.desc())
     ).first()
     return owner, (owner.home if owner is not None else None)
+
+
+@dataclass(frozen=True)
+class HomeMatch:
+    """Where a new request from one sender is filed, and for which home."""
+
+    division: str
+    owner: Homeowner | None
+    home: Home | None
+    routed_from: str | None = None
+    """The division the mail arrived in, when the request goes to another one."""
+
+
+def locate_home(session: Session, sender: str | None, arrival: str) -> HomeMatch:
+    """The division a new request is filed in, and the sender's home there.
+
+    The arrival division's homes come first.  A sender unknown there but a homeowner in
+    exactly one other division is filed in that one: homeowners do not know how the builder
+    divides its regions and write to whichever address they have.  A homeowner of several
+    other divisions (or of none) stays where the mail arrived, for its staff to sort out.
+    """
+    owner, home = find_home(session, sender, arrival)
+    if owner is not None or not sender:
+        return HomeMatch(arrival, owner, home)
+    elsewhere = set(session.scalars(
+        select(Home.division).join(Homeowner, Homeowner.home_id == Home.id)
+        .where(Homeowner.email == sender.lower(), Home.division != arrival)))
+    if len(elsewhere) != 1:
+        return HomeMatch(arrival, None, None)
+    [division] = elsewhere
+    owner, home = find_home(session, sender, division)
+    return HomeMatch(division, owner, home, routed_from=arrival)
 
 
 def feedback_examples(session: Session, limit: int = MAX_EXAMPLES) -> tuple[FeedbackExample, ...]:
@@ -104,8 +147,10 @@ def feedback_examples(session: Session, limit: int = MAX_EXAMPLES) -> tuple[Feed
     )
 
 
-def vendor_infos(session: Session) -> tuple[VendorInfo, ...]:
-    rows = session.scalars(select(Vendor).where(Vendor.active).order_by(Vendor.name)).all()
+def vendor_infos(session: Session, division: str = MAIN_DIVISION) -> tuple[VendorInfo, ...]:
+    """The active vendors of ``division``: the only ones its drafts may suggest."""
+    rows = session.scalars(select(Vendor).where(Vendor.active, Vendor.division == division)
+                           .order_by(Vendor.name)).all()
     return tuple(VendorInfo(name=v.name, email=v.email, trades=tuple(v.trades),
                             communities=tuple(v.communities)) for v in rows)
 
@@ -162,21 +207,28 @@ def drafting_text(msg: ParsedMessage, reply: Reply, our_addresses: Sequence[str]
 
 
 def draft_request_for(session: Session, config: Config, msg: ParsedMessage, reply: Reply,
-                      verdict: Classification) -> DraftRequest:
-    """Everything the drafter may read for this mail."""
+                      verdict: Classification, division: str = MAIN_DIVISION) -> DraftRequest:
+    """Everything the drafter may read for this mail that arrived in ``division``'s mailbox.
+
+    Mail on a thread is drafted for the thread's division; a new request for the division
+    it will be filed in (see :func:`locate_home`), so the drafter sees that division's
+    home and vendors only.
+    """
     home: Home | None = None
     name = msg.from_name
     text = drafting_text(msg, reply, config.our_addresses)
     if verdict.thread is not None and verdict.thread.service_request_id is not None:
         sr = session.get(ServiceRequest, verdict.thread.service_request_id)
         home = sr.home if sr is not None else None
+        division = sr.division if sr is not None else division
     else:
         requester = requester_of(msg, reply, verdict, config)
         if requester is not None and requester.email != msg.from_addr:
             text, name = requester.text, requester.name  # forwarded by staff
-        owner, home = find_home(session, requester.email if requester else None)
-        if owner is not None and owner.name:
-            name = owner.name
+        match = locate_home(session, requester.email if requester else None, division)
+        home, division = match.home, match.division
+        if match.owner is not None and match.owner.name:
+            name = match.owner.name
     photos = tuple(
         Photo(filename=a.filename, content_type=a.content_type, content=a.content)
         for a in msg.attachments if a.is_image
@@ -190,7 +242,7 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
         community=home.community if home else None,
         closing_date=home.closing_date if home else None,
         company_name=config.company.name,
-        vendors=vendor_infos(session),
+        vendors=vendor_infos(session, division),
         examples=feedback_examples(session),
         trades=config.company.trades,
     )

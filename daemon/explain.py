@@ -13,19 +13,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from warrantyd.daemon.config import Config
-from warrantyd.daemon.drafting import draft_request_for, make_drafter
+from warrantyd.daemon.config import Config, DivisionConfig
+from warrantyd.daemon.drafting import draft_request_for, locate_home, make_drafter, requester_of
 from warrantyd.daemon.staff_auth import authorize_staff_reply
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
 from warrantyd.parsers.automation import detect_auto_reply
-from warrantyd.parsers.classify import NEW_REQUEST, Classification, classify
+from warrantyd.parsers.classify import NEW_REQUEST, STAFF_MAIL, Classification, classify
 from warrantyd.parsers.commands import parse_commands
-from warrantyd.parsers.message import parse_message
-from warrantyd.parsers.trim import extract_reply
+from warrantyd.parsers.message import ParsedMessage, parse_message
+from warrantyd.parsers.trim import Reply, extract_reply
 from warrantyd.parsers.vendor_reply import read_vendor_reply
 from warrantyd.storage.db import Database
-from warrantyd.storage.models import Digest, utcnow
+from warrantyd.storage.models import Digest, ServiceRequest, utcnow
 
 
 def digest_work_orders(session: Session, digest_id: int | None) -> list[str] | None:
@@ -52,16 +52,55 @@ def command_dicts(commands: Any) -> list[dict[str, Any]]:
     return out
 
 
-def explain_mail(session: Session, config: Config, raw: bytes) -> dict[str, Any]:
+def arrival_of(config: Config, msg: ParsedMessage, arrival: str | None = None) -> DivisionConfig:
+    """The division whose mailbox a mail given as a file would have come to: ``arrival``
+    when named, else the first division mailbox it is addressed to, else the main one."""
+    if arrival is not None:
+        return config.division(arrival)
+    for address in msg.recipients:
+        division = config.division_of_mailbox(address)
+        if division is not None:
+            return division
+    return config.division(None)
+
+
+def division_verdict(session: Session, config: Config, msg: ParsedMessage, reply: Reply,
+                     verdict: Classification, arrival: DivisionConfig) -> tuple[str, str]:
+    """(division, why): where the daemon would act on this mail.  Mail on a thread stays in
+    the thread's division; a new request is filed where :func:`locate_home` says."""
+    if verdict.thread is not None and verdict.thread.service_request_id is not None:
+        sr = session.get(ServiceRequest, verdict.thread.service_request_id)
+        if sr is not None:
+            return sr.division, f"{sr.ref} belongs to division {sr.division}"
+    where = f"came to the {arrival.name} mailbox ({arrival.mailbox.address})"
+    if verdict.kind not in (NEW_REQUEST, STAFF_MAIL):
+        return arrival.name, where
+    requester = requester_of(msg, reply, verdict, config)
+    match = locate_home(session, requester.email if requester else None, arrival.name)
+    if match.routed_from is not None:
+        return match.division, (f"routed to division {match.division}: the home is there "
+                                f"({where})")
+    return match.division, where
+
+
+def explain_mail(session: Session, config: Config, raw: bytes,
+                 arrival: str | None = None) -> dict[str, Any]:
+    """What the daemon would make of ``raw`` had it come to ``arrival``'s mailbox (by
+    default: the division mailbox it is addressed to, else the main one)."""
     msg = parse_message(raw)
     reply = extract_reply(msg)
     secret = installation_secret(session, config.web.secret_env)
     lookup = DbThreadLookup(session, config, secret)
-    verdict: Classification = classify(msg, lookup, config.mailbox.address, raw=raw)
+    came_to = arrival_of(config, msg, arrival)
+    verdict: Classification = classify(msg, lookup, came_to.mailbox.address, raw=raw,
+                                       also_ours=config.our_addresses)
+    division, division_reason = division_verdict(session, config, msg, reply, verdict, came_to)
     errors = [*msg.errors, *lookup.token_problems]
     result: dict[str, Any] = {
         "classification": verdict.kind,
         "reason": verdict.reason,
+        "division": division,
+        "division_reason": division_reason,
         "from": msg.from_addr,
         "subject": msg.subject,
         "message_id": msg.message_id,
@@ -80,12 +119,15 @@ def explain_mail(session: Session, config: Config, raw: bytes) -> dict[str, Any]
                             "status_codes": list(verdict.bounce.status_codes),
                             "original_message_id": verdict.bounce.original_message_id}
     if config.is_staff(msg.from_addr) and not verdict.is_automated:
-        work_orders = digest_work_orders(
-            session, verdict.thread.digest_id if verdict.thread else None)
+        digest_id = verdict.thread.digest_id if verdict.thread else None
+        work_orders = digest_work_orders(session, digest_id)
         parsed = parse_commands(reply, work_orders)
         result["commands"] = command_dicts(parsed.commands)
         errors.extend(e.message for e in parsed.errors)
-        ok, why = authorize_staff_reply(msg, verdict, config)
+        # As the daemon decides: a digest's reply rights are its division's staff's.
+        digest = session.get(Digest, digest_id) if digest_id is not None else None
+        ok, why = authorize_staff_reply(msg, verdict, config,
+                                        digest.division if digest is not None else None)
         result["authorized"], result["auth_reason"] = ok, why
     else:
         result["auth_reason"] = (f"sender {msg.from_addr or '(none)'} is not a staff address: "
@@ -115,12 +157,15 @@ def read_vendor_mail(config: Config, raw: bytes) -> dict[str, Any]:
     }
 
 
-async def draft_mail(db: Database, config: Config, raw: bytes) -> dict[str, Any]:
+async def draft_mail(db: Database, config: Config, raw: bytes,
+                     arrival: str | None = None) -> dict[str, Any]:
+    """The drafts for ``raw`` as a new request, with its division's home and vendors."""
     msg = parse_message(raw)
     reply = extract_reply(msg)
     with db.session() as session:
         request = draft_request_for(session, config, msg, reply,
-                                    Classification(NEW_REQUEST, "dry run"))
+                                    Classification(NEW_REQUEST, "dry run"),
+                                    arrival_of(config, msg, arrival).name)
         session.rollback()
     result = await make_drafter(config).draft(request)
     return {

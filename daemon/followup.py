@@ -4,7 +4,8 @@ The rules that decide what is stuck live with the queries
 (:func:`~warrantyd.storage.queries.followup_reasons`), because ``wo list --needs-followup``
 and the web dashboard list the same things.  This module turns them into mail:
 
-* :func:`queue_followup_digest` — one summary per staff member, emergencies first, then
+* :func:`queue_followup_digest` — one summary per staff member of each division (only that
+  division's work, From its mailbox), emergencies first, then
   every stuck work order grouped by vendor (whom to chase), then a short list by property
   (what to tell a homeowner who calls).  Nothing stuck, no mail: a daily "all clear" would
   teach people to ignore the mail that matters.
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from warrantyd.daemon.actions import SYSTEM, record
-from warrantyd.daemon.config import Config, FollowupConfig
+from warrantyd.daemon.config import Config, DivisionConfig, FollowupConfig
 from warrantyd.daemon.links import LINK_DAYS
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.render import render_mail
@@ -44,6 +45,7 @@ from warrantyd.daemon.vendors import (
     vendor_view,
 )
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     HistoryEvent,
     OutboundMessage,
     ReplyToken,
@@ -189,28 +191,48 @@ def build_followup_digest(followups: Sequence[Followup]) -> FollowupDigest:
                           by_property=_group(items, "property"))
 
 
-def find_stuck(session: Session, config: Config, now: datetime) -> list[Followup]:
-    """Everything the follow-up rules list right now, with ``[followup]`` thresholds."""
-    return find_needing_followup(session, WorkOrderFilter(limit=None), now=now,
+def find_stuck(session: Session, config: Config, now: datetime,
+               division: str | None = None) -> list[Followup]:
+    """Everything the follow-up rules list right now, with ``[followup]`` thresholds; only
+    ``division``'s work when it is given (and the config has several)."""
+    filt = WorkOrderFilter(limit=None)
+    if division is not None and len(config.divisions) > 1:
+        filt = WorkOrderFilter(limit=None, divisions=(config.division(division).name,),
+                               configured_divisions=tuple(d.name for d in config.divisions))
+    return find_needing_followup(session, filt, now=now,
                                  thresholds=config.followup.thresholds, tz=company_zone(config))
 
 
-def followup_dedupe_key(slot: datetime, staff: str) -> str:
-    return f"followup:{slot:%Y%m%dT%H%M}:{staff}"
+def followup_dedupe_key(slot: datetime, staff: str, division: str = MAIN_DIVISION) -> str:
+    """One per slot, staff member and division (a manager of two divisions gets both)."""
+    if division == MAIN_DIVISION:
+        return f"followup:{slot:%Y%m%dT%H%M}:{staff}"
+    return f"followup:{slot:%Y%m%dT%H%M}:{division}:{staff}"
 
 
 def queue_followup_digest(session: Session, config: Config, now: datetime, *,
                           slot: datetime | None = None) -> list[OutboundMessage]:
-    """One follow-up digest per staff member of what is stuck at ``now``; none if nothing is.
+    """For each division, one follow-up digest per staff member of what is stuck there at
+    ``now``; none for a division where nothing is.
 
     ``slot`` (default ``now``) names the scheduled run: a second call for the same slot
     queues nothing new, because the outbox refuses a second mail with the same key.
     """
-    if not config.staff.addresses:
+    rows: list[OutboundMessage] = []
+    for division in config.divisions:
+        rows += queue_division_followup_digest(session, config, division, now, slot=slot)
+    return rows
+
+
+def queue_division_followup_digest(session: Session, config: Config, division: DivisionConfig,
+                                   now: datetime, *, slot: datetime | None = None
+                                   ) -> list[OutboundMessage]:
+    """The follow-up digest of ``division``'s work, to its staff, From its mailbox."""
+    if not division.staff.addresses:
         return []
-    digest = build_followup_digest(find_stuck(session, config, now))
+    digest = build_followup_digest(find_stuck(session, config, now, division.name))
     if digest.empty:
-        log.info("follow-up: nothing is stuck, no digest")
+        log.info("follow-up (%s): nothing is stuck, no digest", division.name)
         return []
     zone = company_zone(config)
     n, urgent = len(digest.items), len(digest.emergencies)
@@ -220,13 +242,13 @@ def queue_followup_digest(session: Session, config: Config, now: datetime, *,
         "followup", company=config.company.name, digest=digest, heading=what,
         sent=f"{now.astimezone(zone):%a, %b %d, %Y %H:%M}")
     rows = []
-    for staff in config.staff.addresses:
+    for staff in division.staff.addresses:
         rows.append(queue_mail(
-            session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+            session, our_address=division.mailbox.address, from_name=division.from_name,
             kind=FOLLOWUP_KIND, to=staff, subject=subject[:250], text=text, html=html,
-            dedupe_key=followup_dedupe_key(slot or now, staff), now=now,
+            dedupe_key=followup_dedupe_key(slot or now, staff, division.name), now=now,
             extra_headers={"Importance": "high", "X-Priority": "1"} if urgent else None))
-    log.info("follow-up digest queued for %d staff: %s", len(rows), what)
+    log.info("follow-up digest (%s) queued for %d staff: %s", division.name, len(rows), what)
     return rows
 
 
@@ -325,14 +347,16 @@ def queue_vendor_nudge(session: Session, config: Config, wo: WorkOrder, state: N
         sent_on=f"{sent_on:%A, %B} {sent_on.day}" if sent_on else None, number=number,
         schedule=(format_visit(view.scheduled_for, view.window_end, config.company.timezone)
                   if view.scheduled_for else None))
+    division = config.division(wo.service_request.division)
     row = queue_mail(
-        session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+        session, our_address=division.mailbox.address, from_name=division.from_name,
         kind=NUDGE_KIND, to=f"{vendor.name} <{vendor.email}>",
         subject=f"[{wo.ref}] Reminder: {view.title} - {view.address or 'address to confirm'}"[
             :250],
         text=text, html=html,
         dedupe_key=f"vendor-nudge:{wo.ref}:{vendor.id}:{now.astimezone(tz):%Y-%m-%d}",
-        reply_to=plus_address(config.mailbox.address, _vendor_token(session, config, wo, now)),
+        reply_to=plus_address(division.mailbox.address,
+                              _vendor_token(session, config, wo, now)),
         in_reply_to=notice.message_id if notice is not None else None,
         references=[notice.message_id] if notice is not None else (),
         service_request_id=wo.service_request_id, work_order_id=wo.id, now=now)

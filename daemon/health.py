@@ -29,10 +29,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.intake import mailbox_key
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     InboundMessage,
     MailboxState,
     OutboundMessage,
@@ -51,7 +52,8 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format: every Prometheus version reads it (our names need no escaping)."""
 
 StatusProvider = Callable[[], Mapping[str, Any]]
-"""Returns the live ``Service.status``: ``{"intake": {...} | None, "outbox": {...} | None}``."""
+"""Returns the live ``Service.status``: ``{"intake": {...} | None, "outbox": {...} | None,
+"intakes": {division: {...} | None}}`` ("intake" is the main mailbox's)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,27 @@ class HealthThresholds:
     poll runs every few minutes even with IDLE, so a healthy intake never gets near it."""
     outbox_stuck_seconds: float = 1800.0
     """The oldest mail still queued was written this long ago: mail is not going out."""
+
+
+@dataclass
+class MailboxHealth:
+    """One division's mailbox: live from this process when it reads it, else the database."""
+
+    division: str
+    address: str
+    connected: bool
+    last_poll_at: datetime | None
+    backlog: int
+    error: str | None
+    live: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"division": self.division, "address": self.address,
+                "connected": self.connected,
+                "last_poll_at": self.last_poll_at.isoformat(timespec="seconds")
+                if self.last_poll_at else None,
+                "backlog": self.backlog, "last_error": self.error,
+                "source": "process" if self.live else "database"}
 
 
 @dataclass
@@ -86,6 +109,8 @@ class Snapshot:
     """True when the intake facts come from this process, False when from the database."""
     outbox_live: Mapping[str, Any] | None
     problems: list[str] = field(default_factory=list)
+    mailboxes: list[MailboxHealth] = field(default_factory=list)
+    """Every division's mailbox, the main one first."""
 
     @property
     def healthy(self) -> bool:
@@ -130,6 +155,25 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _mailbox_health(session: Session, config: Config, division: DivisionConfig,
+                    live: Mapping[str, Any] | None) -> MailboxHealth:
+    """A mailbox's state from its live intake when this process reads it, else from the
+    ``mailbox_state`` row its reader (maybe another daemon) keeps."""
+    if live:
+        return MailboxHealth(division.name, division.mailbox.address,
+                             bool(live.get("connected")), _parse_time(live.get("last_poll_at")),
+                             int(live.get("backlog") or 0), live.get("last_error"), True)
+    key = mailbox_key(division.mailbox)
+    state = session.get(MailboxState, key)
+    waiting = int(session.scalar(
+        select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.mailbox == key, InboundMessage.status == "new")) or 0)
+    return MailboxHealth(division.name, division.mailbox.address,
+                         bool(state and state.connected),
+                         _parse_time(state.last_poll_at) if state else None, waiting, None,
+                         False)
+
+
 def take_snapshot(session: Session, config: Config, *, now: datetime, started_at: datetime,
                   live: Mapping[str, Any] | None,
                   thresholds: HealthThresholds = HealthThresholds()) -> Snapshot:
@@ -138,35 +182,30 @@ def take_snapshot(session: Session, config: Config, *, now: datetime, started_at
     outbound = count_by_status(session, OutboundMessage, OUTBOUND_STATUSES)
     oldest = _parse_time(session.scalar(
         select(func.min(OutboundMessage.created_at)).where(OutboundMessage.status == "queued")))
-    intake = (live or {}).get("intake")
-    if intake:
-        connected = bool(intake.get("connected"))
-        last_poll = _parse_time(intake.get("last_poll_at"))
-        backlog = int(intake.get("backlog") or 0)
-        error = intake.get("last_error")
-    else:
-        state = session.get(MailboxState, mailbox_key(config.mailbox))
-        connected = bool(state and state.connected)
-        last_poll = state.last_poll_at if state else None
-        backlog = inbound["new"]
-        error = None
+    divisions = config.divisions
+    live_intakes = dict((live or {}).get("intakes") or {})
+    live_intakes[divisions[0].name] = (live or {}).get("intake") or live_intakes.get(
+        divisions[0].name)
+    mailboxes = [_mailbox_health(session, config, d, live_intakes.get(d.name))
+                 for d in divisions]
+    main = mailboxes[0]
+    # The top-level fields: the one mailbox as before divisions, or all of them together
+    # (connected only when every one is; the stalest pass; the summed backlog).
+    polls = [m.last_poll_at for m in mailboxes]
     snap = Snapshot(
         now=now, inbound=inbound, outbound=outbound,
         work_orders=count_by_status(session, WorkOrder, WO_STATUSES),
         service_requests=count_by_status(session, ServiceRequest, SR_STATUSES),
-        oldest_queued_at=oldest, intake_connected=connected, last_poll_at=last_poll,
-        backlog=backlog, intake_error=error, intake_live=bool(intake),
-        outbox_live=(live or {}).get("outbox"))
-    since_pass = (now - (last_poll or started_at)).total_seconds()
-    if not connected and since_pass > thresholds.intake_disconnected_seconds:
-        what = f"since {last_poll.isoformat(timespec='seconds')}" if last_poll else "since start"
-        snap.problems.append(
-            f"intake: not connected to the mailbox, no pass {what} ({_ago(since_pass)})"
-            + (f"; last error: {error}" if error else "")
-            + "; check [mailbox] settings and `warrantyd check`")
-    elif connected and since_pass > thresholds.intake_silent_seconds:
-        snap.problems.append(f"intake: connected but no pass over the mailbox for "
-                             f"{_ago(since_pass)}; the connection may hang (restart the daemon)")
+        oldest_queued_at=oldest, intake_connected=all(m.connected for m in mailboxes),
+        last_poll_at=None if None in polls else min(p for p in polls if p is not None),
+        backlog=sum(m.backlog for m in mailboxes) if all(m.live for m in mailboxes)
+        else inbound["new"],
+        intake_error=main.error or next((m.error for m in mailboxes if m.error), None),
+        intake_live=any(m.live for m in mailboxes),
+        outbox_live=(live or {}).get("outbox"), mailboxes=mailboxes)
+    for mailbox in mailboxes:
+        snap.problems.extend(_mailbox_problems(mailbox, len(mailboxes) > 1, now=now,
+                                               started_at=started_at, thresholds=thresholds))
     if oldest is not None:
         waiting = (now - oldest).total_seconds()
         if waiting > thresholds.outbox_stuck_seconds:
@@ -176,6 +215,27 @@ def take_snapshot(session: Session, config: Config, *, now: datetime, started_at
                 + (f"; last error: {last_error}" if last_error else "")
                 + "; check [smtp] settings and `warrantyd check`")
     return snap
+
+
+def _mailbox_problems(mailbox: MailboxHealth, several: bool, *, now: datetime,
+                      started_at: datetime, thresholds: HealthThresholds) -> list[str]:
+    """What is wrong with one mailbox's intake; with several divisions each problem names
+    its division, so the operator knows which login to look at."""
+    where = (f"division {mailbox.division}: mailbox {mailbox.address}" if several
+             else "intake")
+    settings = ("[mailbox]" if mailbox.division == MAIN_DIVISION
+                else f"the [[divisions]] {mailbox.division!r} mailbox")
+    last_poll, error = mailbox.last_poll_at, mailbox.error
+    since_pass = (now - (last_poll or started_at)).total_seconds()
+    if not mailbox.connected and since_pass > thresholds.intake_disconnected_seconds:
+        what = f"since {last_poll.isoformat(timespec='seconds')}" if last_poll else "since start"
+        return [f"{where}: not connected{'' if several else ' to the mailbox'}, no pass {what} "
+                f"({_ago(since_pass)})" + (f"; last error: {error}" if error else "")
+                + f"; check {settings} settings and `warrantyd check`"]
+    if mailbox.connected and since_pass > thresholds.intake_silent_seconds:
+        return [f"{where}: connected but no pass over the mailbox for {_ago(since_pass)}; "
+                f"the connection may hang (restart the daemon)"]
+    return []
 
 
 def health_document(snap: Snapshot) -> dict[str, Any]:
@@ -196,6 +256,7 @@ def health_document(snap: Snapshot) -> dict[str, Any]:
         "quarantined": snap.quarantined,
         "intake": {"source": "process" if snap.intake_live else "database",
                    "last_error": snap.intake_error},
+        "mailboxes": [m.as_dict() for m in snap.mailboxes],
         "outbox": {"running": outbox_live.get("running"), "sent": outbox_live.get("sent"),
                    "last_error": outbox_live.get("last_error")},
     }
@@ -239,6 +300,17 @@ class WarrantydCollector(Collector):
         yield GaugeMetricFamily("warrantyd_intake_backlog",
                                 "Mail fetched or waiting that is not yet filed",
                                 value=snap.backlog)
+        connected = GaugeMetricFamily("warrantyd_mailbox_connected",
+                                      "1 while the division's mailbox is connected",
+                                      labels=["division"])
+        backlog = GaugeMetricFamily("warrantyd_mailbox_backlog",
+                                    "The division's mail fetched or waiting, not yet filed",
+                                    labels=["division"])
+        for mailbox in snap.mailboxes:
+            connected.add_metric([mailbox.division], 1 if mailbox.connected else 0)
+            backlog.add_metric([mailbox.division], mailbox.backlog)
+        yield connected
+        yield backlog
         yield GaugeMetricFamily("warrantyd_healthy", "1 when /healthz answers 200",
                                 value=1 if snap.healthy else 0)
         sent = (snap.outbox_live or {}).get("sent")
@@ -309,5 +381,5 @@ def register_health(app: web.Application, config: Config, db: Database, *,
     return pages
 
 
-__all__ = ["HealthPages", "HealthThresholds", "Snapshot", "count_by_status", "health_document",
-           "register_health", "take_snapshot"]
+__all__ = ["HealthPages", "HealthThresholds", "MailboxHealth", "Snapshot", "count_by_status",
+           "health_document", "register_health", "take_snapshot"]

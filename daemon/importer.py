@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 from warrantyd.daemon.config import HomeConfig, HomeownerConfig, VendorConfig
 from warrantyd.daemon.drafters.base import TRADES
 from warrantyd.storage.db import Database
-from warrantyd.storage.models import Home, Homeowner, Staff, Vendor
+from warrantyd.storage.models import MAIN_DIVISION, Home, Homeowner, Staff, Vendor
 
 Outcome = Literal["created", "updated", "unchanged"]
 Progress = Callable[[int, int], None]
@@ -108,23 +108,32 @@ def tidy(text: str) -> str:
 class DirectoryWriter:
     """Upserts vendors, homes, homeowners and staff by natural key within one session.
 
+    Vendors and homes belong to ``division`` (``[[divisions]]``; the top-level tables are
+    :data:`~warrantyd.storage.models.MAIN_DIVISION`): their natural key is per division, so
+    the same vendor email or home address in two divisions is two rows, each written only by
+    its own division's writer.  Staff rows are one per address (a manager of two divisions
+    is one person).
+
     The existing rows are read once, on first use, so a file of thousands of rows costs a
     few queries rather than one per row.  Nothing is ever deleted.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, division: str = MAIN_DIVISION) -> None:
         self.session = session
+        self.division = division
         self._vendors: dict[str, Vendor] | None = None
         self._homes: dict[str, Home] | None = None
 
     def _vendor_index(self) -> dict[str, Vendor]:
         if self._vendors is None:
-            self._vendors = {v.email.lower(): v for v in self.session.scalars(select(Vendor))}
+            self._vendors = {v.email.lower(): v for v in self.session.scalars(
+                select(Vendor).where(Vendor.division == self.division))}
         return self._vendors
 
     def _home_index(self) -> dict[str, Home]:
         if self._homes is None:
-            homes = self.session.scalars(select(Home).options(selectinload(Home.homeowners)))
+            homes = self.session.scalars(select(Home).where(Home.division == self.division)
+                                         .options(selectinload(Home.homeowners)))
             self._homes = {normalize_address(h.address): h for h in homes}
         return self._homes
 
@@ -142,7 +151,8 @@ class DirectoryWriter:
             if name not in keep:
                 wanted[name] = list(getattr(record, name))
         if vendor is None:
-            vendor = Vendor(email=email, trades=[], communities=[], aliases=[])
+            vendor = Vendor(division=self.division, email=email, trades=[], communities=[],
+                            aliases=[])
             _assign(vendor, wanted)
             self.session.add(vendor)
             index[email] = vendor
@@ -165,7 +175,8 @@ class DirectoryWriter:
             wanted["closing_date"] = record.closing_date
         outcome: Outcome = "unchanged"
         if home is None:
-            home = Home(address=tidy(record.address), community="", homeowners=[])
+            home = Home(division=self.division, address=tidy(record.address), community="",
+                        homeowners=[])
             self.session.add(home)
             index[key] = home
             outcome = "created"
@@ -548,8 +559,9 @@ def validate_homes(table: CsvTable) -> tuple[list[HomeImport], list[str]]:
 
 def import_homes(db: Database, path: str | Path, *, progress: Progress | None = None,
                  progress_every: int = 100, dry_run: bool = False,
-                 text: str | None = None) -> ImportReport:
-    """Validate the homes CSV at ``path``, then upsert every home in one transaction.
+                 text: str | None = None, division: str = MAIN_DIVISION) -> ImportReport:
+    """Validate the homes CSV at ``path``, then upsert every home of ``division`` in one
+    transaction.
 
     A home keeps its community and closing date when the file leaves them blank (a file of
     homeowners only adds people).  ``text`` replaces reading ``path`` (for tests and stdin).
@@ -564,7 +576,7 @@ def import_homes(db: Database, path: str | Path, *, progress: Progress | None = 
         return report
     _write(db, report, dry_run, progress, progress_every,
            [(lambda w, h=home: w.upsert_home(h.record, keep=h.keep), home.rows)
-            for home in homes])
+            for home in homes], division)
     return report
 
 
@@ -635,8 +647,10 @@ def validate_vendors(table: CsvTable, trades: Sequence[str] = TRADES
 
 def import_vendors(db: Database, path: str | Path, *, trades: Sequence[str] = TRADES,
                    progress: Progress | None = None, progress_every: int = 100,
-                   dry_run: bool = False, text: str | None = None) -> ImportReport:
-    """Validate the vendors CSV at ``path``, then upsert every vendor in one transaction.
+                   dry_run: bool = False, text: str | None = None,
+                   division: str = MAIN_DIVISION) -> ImportReport:
+    """Validate the vendors CSV at ``path``, then upsert every vendor of ``division`` in one
+    transaction.
 
     ``trades`` is the company's list (``[company] trades``).  Columns the file does not have
     (``communities``, ``aliases``, ``trades``) are left as they are on existing vendors.
@@ -651,18 +665,20 @@ def import_vendors(db: Database, path: str | Path, *, trades: Sequence[str] = TR
         return report
     keep = {c for c in ("trades", "communities", "aliases") if c not in table.header}
     _write(db, report, dry_run, progress, progress_every,
-           [(lambda w, r=record: w.upsert_vendor(r, keep=keep), 1) for record in records])
+           [(lambda w, r=record: w.upsert_vendor(r, keep=keep), 1) for record in records],
+           division)
     return report
 
 
 def _write(db: Database, report: ImportReport, dry_run: bool, progress: Progress | None,
-           every: int, steps: Iterable[tuple[Callable[[DirectoryWriter], Outcome], int]]) -> None:
-    """Run the upserts in one transaction; roll it back for a dry run."""
+           every: int, steps: Iterable[tuple[Callable[[DirectoryWriter], Outcome], int]],
+           division: str = MAIN_DIVISION) -> None:
+    """Run the upserts (into ``division``) in one transaction; roll it back for a dry run."""
     every = max(1, every)
     total, done, last = report.rows, 0, 0
     with db.sessions() as session:
         try:
-            writer = DirectoryWriter(session)
+            writer = DirectoryWriter(session, division=division)
             for step, rows in steps:
                 report.count(step(writer))
                 done += rows

@@ -10,7 +10,8 @@ The reader is whoever holds the *mailbox lock*:
   holder dies, its connection closes and the server releases the lock at once; the others
   try again every few seconds, so one of them takes over within seconds.  If the holder's
   own connection breaks, it can no longer be sure it holds the lock, so it stops reading
-  before anyone else can start;
+  before anyone else can start.  Each division's mailbox has a lock of its own (keyed by
+  its ``address/folder``), so each may be read by a different daemon;
 - on SQLite, an exclusive ``flock`` on a file beside the database.  SQLite supports one
   daemon only; a second one on the same file logs so and waits.
 
@@ -32,7 +33,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
 from sqlalchemy import Connection, func, select, text
 
@@ -167,32 +168,62 @@ class PostgresMailboxLock:
 
 
 class FileMailboxLock:
-    """An exclusive ``flock`` beside the SQLite file: one daemon per SQLite database."""
+    """An exclusive ``flock`` beside the SQLite file: one daemon per SQLite database.
 
-    def __init__(self, path: Path | None) -> None:
+    Every mailbox reader of the daemon (one per division) asks for the same file: the
+    first takes the ``flock`` and readers of the other mailboxes share it, so one daemon
+    reads all the mailboxes and a second daemon on the same file reads none of them (two
+    ``flock`` calls from one process on two descriptors would exclude each other).  A
+    second reader of the *same* mailbox is refused, as a second daemon would be.
+    """
+
+    _held: ClassVar[dict[Path, tuple[IO[bytes], set[str]]]] = {}
+    """The ``flock`` this process holds per lock file, and the mailboxes sharing it."""
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: Path | None, mailbox: str = "") -> None:
         self.path = path
+        self.mailbox = mailbox
         self.handle: IO[bytes] | None = None
 
     def try_acquire(self) -> bool:
         if self.path is None:  # an in-memory database cannot be shared anyway
             return True
-        handle = self.path.open("ab")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self.handle = handle
-        return True
+        if self.handle is not None:
+            return True
+        with self._guard:
+            held = self._held.get(self.path)
+            if held is not None:
+                handle, readers = held
+                if self.mailbox in readers:
+                    return False
+                readers.add(self.mailbox)
+                self.handle = handle
+                return True
+            handle = self.path.open("ab")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._held[self.path] = (handle, {self.mailbox})
+            self.handle = handle
+            return True
 
     def still_held(self) -> bool:
         return self.path is None or self.handle is not None
 
     def release(self) -> None:
-        if self.handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
+        if self.handle is None or self.path is None:
+            return
+        with self._guard:
+            handle, readers = self._held.get(self.path, (self.handle, set()))
+            readers.discard(self.mailbox)
+            if not readers:
+                self._held.pop(self.path, None)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
             self.handle = None
 
 
@@ -201,8 +232,9 @@ def mailbox_lock_for(db: Database, mailbox: str) -> Lock:
         return PostgresMailboxLock(db, mailbox)
     database = db.engine.url.database
     if not database or database == ":memory:":
-        return FileMailboxLock(None)
-    return FileMailboxLock(Path(database).with_name(Path(database).name + ".mailbox-lock"))
+        return FileMailboxLock(None, mailbox)
+    return FileMailboxLock(Path(database).with_name(Path(database).name + ".mailbox-lock"),
+                           mailbox)
 
 
 class MailboxReader:

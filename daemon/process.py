@@ -29,6 +29,7 @@ from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
 from warrantyd.daemon.drafting import draft_request_for, over_daily_budget, requester_of
+from warrantyd.daemon.intake import division_of_row
 from warrantyd.daemon.leader import row_claims_for, worker_name
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
@@ -48,7 +49,7 @@ from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import due_ids_for_processing
-from warrantyd.storage.models import InboundMessage, WorkOrder, utcnow
+from warrantyd.storage.models import MAIN_DIVISION, InboundMessage, WorkOrder, utcnow
 
 log = logging.getLogger("warrantyd.process")
 
@@ -67,6 +68,8 @@ class Reading:
     read_vendor_with_model: bool = False
     budget_exceeded: str | None = None
     """Why the model may not draft this mail (the daily token budget is spent)."""
+    arrival_division: str = MAIN_DIVISION
+    """The division whose mailbox the mail arrived in (see ``intake.division_of_row``)."""
 
 
 class Processor:
@@ -153,17 +156,22 @@ class Processor:
                 return None
             msg = parse_message(row.raw)
             reply = extract_reply(msg)
+            division = division_of_row(self.config, row.mailbox)
             secret = installation_secret(session, self.config.web.secret_env)
             lookup = DbThreadLookup(session, self.config, secret)
-            verdict = classify(msg, lookup, self.config.mailbox.address, raw=row.raw)
+            # Reply tokens are plus-addresses of the mailbox the mail came to; mail from any
+            # division's address is our own.
+            verdict = classify(msg, lookup, division.mailbox.address, raw=row.raw,
+                               also_ours=self.config.our_addresses)
             request = None
             if verdict.kind in DRAFTED_KINDS and (
                     verdict.kind != STAFF_MAIL or requester_of(msg, reply, verdict, self.config)):
-                request = draft_request_for(session, self.config, msg, reply, verdict)
+                request = draft_request_for(session, self.config, msg, reply, verdict,
+                                            division.name)
             return Reading(inbound_id, msg, reply, verdict, request,
                            self._vendor_model_wanted(session, msg, reply, verdict),
                            over_daily_budget(session, self.config, self.clock())
-                           if request is not None else None)
+                           if request is not None else None, division.name)
 
     def _vendor_model_wanted(self, session: Session, msg: ParsedMessage, reply: Reply,
                              verdict: Classification) -> bool:
@@ -188,7 +196,8 @@ class Processor:
                                    self.db, session=session)
             effects = act(MailContext(session, self.config, blobs, row, reading.msg,
                                       reading.reply, reading.classification, draft,
-                                      self.clock(), vendor_reading))
+                                      self.clock(), vendor_reading,
+                                      arrival_division=reading.arrival_division))
             row.classification = reading.classification.kind
             row.reason = reading.classification.reason
             row.from_addr = reading.msg.from_addr
@@ -208,7 +217,9 @@ class Processor:
             row.attempts += 1
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             row.last_error = detail[-4000:]
-            if row.attempts >= self.config.mailbox.max_attempts:
+            # The mailbox's own setting: the folder the mail is filed to is that mailbox's.
+            max_attempts = division_of_row(self.config, row.mailbox).mailbox.max_attempts
+            if row.attempts >= max_attempts:
                 row.status = "quarantined"
                 row.moved = False
                 log.error("inbound message %s quarantined after %d attempts: %s; "

@@ -12,18 +12,22 @@ from __future__ import annotations
 import re
 import textwrap
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from sqlalchemy import ColumnElement, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
+from warrantyd.daemon.config import Config
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     Attachment,
     HistoryEvent,
     Home,
+    InboundMessage,
     ServiceRequest,
     Vendor,
     WorkOrder,
@@ -48,9 +52,10 @@ from warrantyd.storage.queries import (
 
 __all__ = [
     "BadFilter", "FollowupThresholds", "ServiceRequestFilter", "UnknownReference",
-    "WorkOrderFilter", "build_sr_filter", "build_wo_filter", "needs_followup", "parse_since",
-    "render_sr", "render_sr_table", "render_wo", "render_wo_table", "sr_list", "sr_show",
-    "wo_list", "wo_show",
+    "WorkOrderFilter", "build_sr_filter", "build_wo_filter", "configured_divisions",
+    "division_counts", "inbound_division", "inbound_in_divisions", "needs_followup",
+    "parse_division", "parse_since", "render_sr", "render_sr_table", "render_wo",
+    "render_wo_table", "sr_list", "sr_show", "status_counts", "wo_list", "wo_show",
 ]
 
 STATUS_GROUPS = {"open": ("draft", "in_progress"), "active": ("draft", "in_progress"),
@@ -127,31 +132,113 @@ def _limit(limit: int | None, offset: int) -> tuple[int | None, int]:
     return limit, offset
 
 
+def parse_division(name: str | None, config: Config | None) -> tuple[str, ...] | None:
+    """``--division NAME`` as the ``divisions`` of a filter (None: every division)."""
+    if name is None:
+        return None
+    known = [d.name for d in config.divisions] if config is not None else [MAIN_DIVISION]
+    wanted = name.strip().lower()
+    if wanted not in known:
+        raise BadFilter(f"--division {name!r} is not a configured division; the configured "
+                        f"ones are: {', '.join(known)} (see [[divisions]] in the config)")
+    return (wanted,)
+
+
+def configured_divisions(config: Config | None) -> tuple[str, ...]:
+    """The names a filter's ``configured_divisions`` takes: rows of any other division
+    (renamed or removed from the file) then count as the main one's."""
+    return tuple(d.name for d in config.divisions) if config is not None else ()
+
+
 def build_wo_filter(*, property: str | None = None, vendor: str | None = None,
                     status: str | None = None, sr: str | None = None, since: str | None = None,
                     needs_followup: bool = False, limit: int | None = 50, offset: int = 0,
-                    tz: tzinfo = UTC, now: datetime | None = None) -> WorkOrderFilter:
+                    tz: tzinfo = UTC, now: datetime | None = None,
+                    division: str | None = None, config: Config | None = None
+                    ) -> WorkOrderFilter:
     """A :class:`WorkOrderFilter` from ``wo list`` options; :class:`BadFilter` or
-    :class:`UnknownReference` explain what is wrong."""
+    :class:`UnknownReference` explain what is wrong.  ``division`` is checked against
+    ``config``'s divisions."""
     limit, offset = _limit(limit, offset)
     return WorkOrderFilter(
         property=property or None, vendor=vendor or None,
         statuses=parse_statuses(status, WO_STATUSES, STATUS_GROUPS),
         service_request_id=parse_ref(sr, "SR") if sr else None,
         since=parse_since(since, tz=tz, now=now) if since else None,
-        needs_followup=needs_followup, limit=limit, offset=offset)
+        needs_followup=needs_followup, limit=limit, offset=offset,
+        divisions=parse_division(division, config),
+        configured_divisions=configured_divisions(config))
 
 
 def build_sr_filter(*, property: str | None = None, homeowner: str | None = None,
                     status: str | None = None, since: str | None = None,
                     limit: int | None = 50, offset: int = 0, tz: tzinfo = UTC,
-                    now: datetime | None = None) -> ServiceRequestFilter:
+                    now: datetime | None = None, division: str | None = None,
+                    config: Config | None = None) -> ServiceRequestFilter:
     """A :class:`ServiceRequestFilter` from ``sr list`` options."""
     limit, offset = _limit(limit, offset)
     return ServiceRequestFilter(
         property=property or None, homeowner=homeowner or None,
         statuses=parse_statuses(status, SR_STATUSES), limit=limit, offset=offset,
-        since=parse_since(since, tz=tz, now=now) if since else None)
+        since=parse_since(since, tz=tz, now=now) if since else None,
+        divisions=parse_division(division, config),
+        configured_divisions=configured_divisions(config))
+
+
+# --- divisions ------------------------------------------------------------------------------
+
+def _wo_division(wo: WorkOrder) -> str:
+    """A work order belongs to its service request's division."""
+    sr = wo.service_request
+    return sr.division if sr is not None else MAIN_DIVISION
+
+
+def inbound_division(config: Config, mailbox: str | None) -> str:
+    """The division whose mailbox an inbound row came from (its ``mailbox`` is
+    ``address/folder``); mail stored otherwise counts as the main division's."""
+    division = config.division_of_mailbox((mailbox or "").split("/", 1)[0])
+    return division.name if division is not None else MAIN_DIVISION
+
+
+def inbound_in_divisions(config: Config, divisions: Collection[str]) -> ColumnElement[bool]:
+    """The SQL condition of :func:`inbound_division` being one of ``divisions``."""
+    def came_to(address: str) -> ColumnElement[bool]:
+        return InboundMessage.mailbox.startswith(f"{address}/", autoescape=True)
+
+    if MAIN_DIVISION in divisions:
+        others = [came_to(d.mailbox.address) for d in config.divisions
+                  if d.name not in divisions]
+        return not_(or_(*others)) if others else true()
+    mine = [came_to(d.mailbox.address) for d in config.divisions if d.name in divisions]
+    return or_(*mine) if mine else false()
+
+
+def status_counts(session: Session, kind: type[WorkOrder] | type[ServiceRequest],
+                  known: Sequence[str], config: Config,
+                  divisions: Collection[str] | None = None) -> dict[str, dict[str, int]]:
+    """``{division: {status: rows}}`` of work orders or service requests, for every
+    configured division (only ``divisions`` when given), in the config's order, every known
+    status present.  Rows of a division no longer configured count as the main one's."""
+    names = [d.name for d in config.divisions if divisions is None or d.name in divisions]
+    counts = {name: dict.fromkeys(known, 0) for name in names}
+    stmt = select(ServiceRequest.division, kind.status, func.count())
+    if kind is WorkOrder:
+        stmt = stmt.join(WorkOrder, WorkOrder.service_request_id == ServiceRequest.id)
+    for division, status, count in session.execute(
+            stmt.group_by(ServiceRequest.division, kind.status)).all():
+        name = config.division(division).name
+        if name in counts:
+            counts[name][str(status)] = counts[name].get(str(status), 0) + int(count)
+    return counts
+
+
+def division_counts(counts: dict[str, dict[str, int]], known: Sequence[str]) -> dict[str, int]:
+    """The per-division counts of :func:`status_counts` added up."""
+    total = dict.fromkeys(known, 0)
+    for per_status in counts.values():
+        for status, count in per_status.items():
+            total[status] = total.get(status, 0) + count
+    return total
 
 
 # --- records as plain data ------------------------------------------------------------------
@@ -195,6 +282,7 @@ def work_order_row(wo: WorkOrder) -> dict[str, Any]:
         "id": wo.ref,
         "status": wo.status,
         "service_request": f"SR-{wo.service_request_id}",
+        "division": _wo_division(wo),
         "trade": wo.trade,
         "description": wo.description,
         "priority": wo.priority,
@@ -281,6 +369,7 @@ def service_request_row(sr: ServiceRequest) -> dict[str, Any]:
     return {
         "id": sr.ref,
         "status": sr.status,
+        "division": sr.division,
         "homeowner": _homeowner(sr),
         "property": _property(sr.home),
         "subject": sr.subject,
@@ -403,8 +492,25 @@ def _property_label(row: dict[str, Any]) -> str:
     return prop["address"] + (f", {prop['community']}" if prop.get("community") else "")
 
 
+def _shows_division(rows: Sequence[dict[str, Any]]) -> bool:
+    """A DIVISION column only where there are divisions: a listing of the main one alone
+    (every installation without ``[[divisions]]``) looks as it always did."""
+    return any(r.get("division", MAIN_DIVISION) != MAIN_DIVISION for r in rows)
+
+
+def _with_division(columns: list[Column], cells: list[list[str]],
+                   rows: Sequence[dict[str, Any]], show: bool | None = None) -> None:
+    """Put a DIVISION column after the first (the reference): when ``show``, or when
+    :func:`_shows_division` if it is None."""
+    if not (_shows_division(rows) if show is None else show):
+        return
+    columns.insert(1, ("DIVISION", 16, 6))
+    for cell, row in zip(cells, rows, strict=True):
+        cell.insert(1, str(row.get("division", MAIN_DIVISION)))
+
+
 def render_wo_table(rows: Sequence[dict[str, Any]], *, width: int = 100, tz: tzinfo = UTC,
-                    show_property: bool = True) -> str:
+                    show_property: bool = True, show_division: bool | None = None) -> str:
     """``wo list`` for a terminal; follow-up rows show why instead of the description.
 
     A suggested (not yet assigned) vendor is shown as ``(Name?)``.
@@ -423,6 +529,7 @@ def render_wo_table(rows: Sequence[dict[str, Any]], *, width: int = 100, tz: tzi
         del columns[5]
         for row in cells:
             del row[5]
+    _with_division(columns, cells, rows, show_division)
     return _table(columns, cells, width)
 
 
@@ -436,7 +543,14 @@ def render_sr_table(rows: Sequence[dict[str, Any]], *, width: int = 100,
     cells = [[r["id"], r["status"], _when(r.get("created_at"), tz),
               r["homeowner"]["name"] or r["homeowner"]["email"], _property_label(r),
               str(r["work_order_count"]), r.get("subject") or ""] for r in rows]
+    _with_division(columns, cells, rows)
     return _table(columns, cells, width)
+
+
+def _division_label(data: dict[str, Any]) -> str | None:
+    """The Division line of a shown record: only for a division other than the main one."""
+    division = data.get("division", MAIN_DIVISION)
+    return None if division == MAIN_DIVISION else str(division)
 
 
 def _block(pairs: Sequence[tuple[str, str | None]]) -> list[str]:
@@ -472,6 +586,7 @@ def render_wo(data: dict[str, Any], *, tz: tzinfo = UTC, history: bool = True) -
     lines = [f"{data['id']}  {data.get('title') or ''}".rstrip()]
     lines += _block([
         ("Status", data["status"]),
+        ("Division", _division_label(data)),
         ("Request", data["service_request"]),
         ("Property", _property_label(data) if data.get("property") else None),
         ("Homeowner", (f"{data['homeowner']['name']} <{data['homeowner']['email']}>"
@@ -508,6 +623,7 @@ def render_sr(data: dict[str, Any], *, tz: tzinfo = UTC) -> str:
     lines = [f"{data['id']}  {data.get('subject') or ''}".rstrip()]
     lines += _block([
         ("Status", data["status"]),
+        ("Division", _division_label(data)),
         ("Homeowner", f"{owner['name']} <{owner['email']}>" if owner["name"] else owner["email"]),
         ("Property", _property_label(data)),
         ("Received", _when(data.get("created_at"), tz)),
@@ -520,8 +636,8 @@ def render_sr(data: dict[str, Any], *, tz: tzinfo = UTC) -> str:
     lines += ["", "Work orders:"]
     if data.get("work_orders"):
         lines += ["  " + line for line in
-                  render_wo_table(data["work_orders"], width=96, tz=tz,
-                                  show_property=False).splitlines()]
+                  render_wo_table(data["work_orders"], width=96, tz=tz, show_property=False,
+                                  show_division=False).splitlines()]
     else:
         lines.append("  (none)")
     body = (data.get("body") or "").strip()

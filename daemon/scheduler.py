@@ -21,6 +21,8 @@ and sending go on meanwhile.  After a job queues mail, the outbox sender is woke
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import os
 import secrets
@@ -39,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
 from warrantyd.storage.db import Database
-from warrantyd.storage.models import JobRun, utcnow
+from warrantyd.storage.models import MAIN_DIVISION, JobRun, utcnow
 
 log = logging.getLogger("warrantyd.scheduler")
 
@@ -130,17 +132,31 @@ def _vendor_nudges(ctx: JobContext) -> JobOutcome:
     return JobOutcome(len(rows), f"{len(rows)} vendor reminder(s)")
 
 
-def _approval_digest(ctx: JobContext) -> JobOutcome:
+def _approval_digest(ctx: JobContext, division: str = MAIN_DIVISION) -> JobOutcome:
     from warrantyd.daemon.digests import queue_pending_digest
 
-    rows = queue_pending_digest(ctx.session, ctx.config, ctx.now)
+    rows = queue_pending_digest(ctx.session, ctx.config, ctx.now, division)
     return JobOutcome(len(rows), f"approval digest to {len(rows)} staff" if rows
                       else "nothing waiting: no digest")
 
 
+def approval_digest_job_name(division: str) -> str:
+    """``approval_digest`` for the main division (its name from before divisions),
+    ``approval_digest:NAME`` for another: one slot claim per division."""
+    name = APPROVAL_DIGEST_JOB if division == MAIN_DIVISION \
+        else f"{APPROVAL_DIGEST_JOB}:{division}"
+    if len(name) <= 100:  # job_run.job
+        return name
+    return f"{APPROVAL_DIGEST_JOB}:{hashlib.sha256(division.encode()).hexdigest()[:40]}"
+
+
 def jobs_from_config(config: Config) -> list[ScheduledJob]:
-    """The follow-up digest, vendor reminders and (with a cron ``[staff] digest``) approval
-    digests; a job whose cron is "" is off."""
+    """The follow-up digest, vendor reminders and, for each division whose ``[staff] digest``
+    is a cron expression, its approval digest; a job whose cron is "" is off.
+
+    The follow-up digest and the reminders are one job each: one run covers every division
+    (each division's staff get their own follow-up digest).
+    """
     from warrantyd.daemon.digests import IMMEDIATE, digest_mode
 
     jobs = []
@@ -149,9 +165,12 @@ def jobs_from_config(config: Config) -> list[ScheduledJob]:
                                  _followup_digest))
     if config.followup.nudge_cron:
         jobs.append(ScheduledJob(VENDOR_NUDGES_JOB, config.followup.nudge_cron, _vendor_nudges))
-    if digest_mode(config) != IMMEDIATE:
-        jobs.append(ScheduledJob(APPROVAL_DIGEST_JOB, config.staff.digest.strip(),
-                                 _approval_digest))
+    for division in config.divisions:
+        if digest_mode(config, division.name) != IMMEDIATE:
+            jobs.append(ScheduledJob(approval_digest_job_name(division.name),
+                                     division.staff.digest.strip(),
+                                     functools.partial(_approval_digest,
+                                                       division=division.name)))
     return jobs
 
 

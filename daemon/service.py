@@ -1,5 +1,10 @@
 """The long-running daemon: intake, processing and the outbox in one asyncio loop.
 
+Each division's mailbox has its own IMAP reader (a :class:`MailboxReader` around an
+:class:`ImapIntake`), all in this one loop and all feeding the one processor; each reader
+holds its own mailbox lock, so with several daemons on PostgreSQL each mailbox may be read
+by a different one.
+
 Shutdown on SIGTERM/SIGINT is orderly: intake stops taking new mail, the mail in hand is
 finished (its transaction commits or rolls back as a whole), the outbox sender finishes the
 send in hand, and the process exits 0.  Anything not finished is still a row and is picked up
@@ -9,12 +14,13 @@ by the next start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import ssl
 from typing import Any
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.directory import sync_config_records
 from warrantyd.daemon.drafting import make_drafter
 from warrantyd.daemon.intake import ImapIntake, mailbox_key
@@ -41,10 +47,12 @@ class Service:
         self.import_existing = import_existing
         self.imap_ssl_context = imap_ssl_context
         self.smtp_tls_context = smtp_tls_context
-        self.intake: ImapIntake | None = None
+        self.intakes: dict[str, ImapIntake] = {}
+        """The live intake of each division whose mailbox this daemon reads now."""
+        self.readers: dict[str, MailboxReader] = {}
+        """One mailbox reader per division, by division name (main first)."""
         self.sender: OutboxSender | None = None
         self.processor: Processor | None = None
-        self.reader: MailboxReader | None = None
         self.scheduler: JobScheduler | None = None
         self._stopping = asyncio.Event()
 
@@ -62,10 +70,10 @@ class Service:
             return
         log.info("stopping: finishing the mail in hand")
         self._stopping.set()
-        if self.reader is not None:
-            self.reader.stop()
-        if self.intake is not None:
-            self.intake.stop()
+        for reader in self.readers.values():
+            reader.stop()
+        for intake in self.intakes.values():
+            intake.stop()
         if self.sender is not None:
             self.sender.stop()
         if self.scheduler is not None:
@@ -83,10 +91,13 @@ class Service:
                                    on_outbound=self.sender.wake)
         # Follow-up digest, vendor reminders, cron approval digests: one run per slot.
         self.scheduler = JobScheduler(self.db, self.config, on_mail=self.sender.wake)
-        # Only the daemon holding the mailbox lock reads IMAP; every daemon processes and
+        # Only the daemon holding a mailbox's lock reads it; every daemon processes and
         # sends (rows are claimed, so several daemons on PostgreSQL share the work).
-        self.reader = MailboxReader(self.db, mailbox_key(self.config.mailbox), self._new_intake)
-        tasks = [self.reader.run(), self.sender.run()]
+        self.readers = {
+            division.name: MailboxReader(self.db, mailbox_key(division.mailbox),
+                                         functools.partial(self._new_intake, division))
+            for division in self.config.divisions}
+        tasks = [*(reader.run() for reader in self.readers.values()), self.sender.run()]
         if self.db.is_postgresql:
             tasks.append(poll_processing(self.processor.process_pending, self._stopping,
                                          PROCESS_POLL_SECONDS))
@@ -102,7 +113,9 @@ class Service:
                 await web.start()
             except OSError as exc:  # mail matters more than the page: keep handling it
                 log.error("%s; running without the vendor details pages", exc)
-            log.info("warrantyd running for %s", self.config.mailbox.address)
+            log.info("warrantyd running for %s", ", ".join(
+                f"{d.mailbox.address} (division {d.name})" if len(self.config.divisions) > 1
+                else d.mailbox.address for d in self.config.divisions))
             self.scheduler.start()
             await asyncio.gather(*tasks)
         finally:
@@ -120,22 +133,28 @@ class Service:
         if await asyncio.to_thread(self.sender.release_dead_claims):
             self.sender.wake()
 
-    def _new_intake(self) -> ImapIntake:
+    def _new_intake(self, division: DivisionConfig) -> ImapIntake:
         assert self.processor is not None
-        self.intake = ImapIntake(self.config.mailbox, self.db,
-                                 process=self.processor.process_pending,
-                                 import_existing=self.import_existing,
-                                 ssl_context=self.imap_ssl_context)
-        return self.intake
+        intake = self.intakes[division.name] = ImapIntake(
+            division.mailbox, self.db, process=self.processor.process_pending,
+            import_existing=self.import_existing, ssl_context=self.imap_ssl_context)
+        return intake
+
+    def _live_intake(self, division: str) -> dict[str, Any] | None:
+        """The intake state of ``division`` while this daemon reads its mailbox, else None
+        (then /healthz reads the reader's state from the database)."""
+        reader, intake = self.readers.get(division), self.intakes.get(division)
+        if reader is None or intake is None or not reader.holding:
+            return None
+        return intake.status
 
     @property
     def status(self) -> dict[str, Any]:
         return {
-            # Only the mailbox reader's intake is live; the others report None so that
-            # /healthz reads the reader's state from the database.
-            "intake": self.intake.status
-            if self.intake is not None and self.reader is not None and self.reader.holding
-            else None,
+            # "intake" is the main mailbox's (as before divisions); "intakes" has every
+            # division's, by name.
+            "intake": self._live_intake(self.config.divisions[0].name),
+            "intakes": {d.name: self._live_intake(d.name) for d in self.config.divisions},
             "outbox": self.sender.status if self.sender else None,
             "scheduler": self.scheduler.status if self.scheduler else None,
         }

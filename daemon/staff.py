@@ -18,6 +18,11 @@ The order of questions for one mail from (or claiming to be from) staff:
    mail), saying per line what was done or exactly why nothing was.  A reply without any
    command gets the command list instead, at most once per sender per day.
 
+Staff command only the work of divisions they are staff of: the digest's division decides
+who may reply at all, and every work order a line names (an item, or ``WO-n``) must be of a
+division the sender is staff of — one of another division is answered as if it did not
+exist.  Vendors are looked up among the work order's division's own.
+
 Applying a command twice is harmless by state: accepting an accepted work order changes
 nothing and the receipt says so.  Every accept, edit and reject is also a
 :class:`~warrantyd.storage.models.Feedback` row, which is what the drafters learn from.
@@ -39,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.actions import Effects, MailContext, record, record_on_thread
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.digests import (
     REFUSED_EVENT,
     _local,
@@ -101,8 +106,12 @@ def _describe(vendors: list[Vendor]) -> str:
     return ", ".join(f"{v.name} ({v.email})" for v in vendors[:6])
 
 
-def resolve_vendor(session: Session, text: str) -> Vendor:
+def resolve_vendor(session: Session, text: str, division: str | None = None) -> Vendor:
     """The one vendor ``text`` names: an email, a name or alias, or an unambiguous part of one.
+
+    Only vendors of ``division`` are considered (None: every vendor), so the same company
+    in two divisions is found as the row of the work order's division, and an error lists
+    only that division's vendors.
 
     Tried in order, stopping at the first step that finds anything: exact email; exact name
     or alias (case, punctuation and "Inc"/"LLC" ignored); the words written all appear in one
@@ -112,7 +121,10 @@ def resolve_vendor(session: Session, text: str) -> Vendor:
     wanted = text.strip().strip("<>\"'").strip()
     if not wanted:
         raise VendorLookupError("no vendor named; write 'assign 1 to VENDOR NAME or EMAIL'")
-    vendors = list(session.scalars(select(Vendor).order_by(Vendor.name)))
+    query = select(Vendor).order_by(Vendor.name)
+    if division is not None:
+        query = query.where(Vendor.division == division)
+    vendors = list(session.scalars(query))
     active = [v for v in vendors if v.active]
     if "@" in wanted:
         found = [v for v in vendors if v.email.lower() == wanted.lower()]
@@ -158,10 +170,14 @@ def resolve_vendor(session: Session, text: str) -> Vendor:
     raise VendorLookupError(f"no vendor is called '{wanted}'{hint}", near)
 
 
-def suggest_vendor(session: Session, trade: str, community: str | None) -> Vendor | None:
-    """The active vendor for ``trade``, preferring one that works in ``community``."""
-    vendors = [v for v in session.scalars(select(Vendor).where(Vendor.active).order_by(Vendor.id))
-               if trade in v.trades]
+def suggest_vendor(session: Session, trade: str, community: str | None,
+                   division: str | None = None) -> Vendor | None:
+    """The active vendor for ``trade`` (of ``division`` when given), preferring one that
+    works in ``community``."""
+    query = select(Vendor).where(Vendor.active).order_by(Vendor.id)
+    if division is not None:
+        query = query.where(Vendor.division == division)
+    vendors = [v for v in session.scalars(query) if trade in v.trades]
     local = [v for v in vendors if community and community in v.communities]
     return (local or vendors or [None])[0]
 
@@ -216,6 +232,14 @@ class _Applier:
 
     # -- lookups --
 
+    def division_of(self, wo: WorkOrder) -> str:
+        """The (configured) division ``wo`` belongs to."""
+        return self.config.division(wo.service_request.division).name
+
+    def may_command(self, wo: WorkOrder) -> bool:
+        """The sender is staff of ``wo``'s division."""
+        return self.config.is_staff(self.actor, self.division_of(wo))
+
     def item_wo(self, item: int) -> WorkOrder:
         ids = self.digest.work_order_ids if self.digest is not None else []
         if not 1 <= item <= len(ids):
@@ -223,12 +247,16 @@ class _Applier:
         wo = self.session.get(WorkOrder, ids[item - 1])
         if wo is None:
             raise CommandRefused(f"item {item} (WO-{ids[item - 1]}) no longer exists")
+        if not self.may_command(wo):
+            raise CommandRefused(f"item {item} is not in this digest")
         return wo
 
     def wo_by_ref(self, ref: str) -> WorkOrder:
         match = re.search(r"\d+", ref)
         wo = self.session.get(WorkOrder, int(match.group(0))) if match else None
-        if wo is None:
+        if wo is None or not self.may_command(wo):
+            # Another division's work order is answered like a missing one: its staff's
+            # business, not even its existence, is shown to anyone else.
             raise CommandRefused(f"{ref} does not exist")
         return wo
 
@@ -370,7 +398,8 @@ class _Applier:
                 if wo.vendor is None:
                     sr = wo.service_request
                     community = sr.home.community if sr.home is not None else None
-                    suggested = suggest_vendor(self.session, trade, community)
+                    suggested = suggest_vendor(self.session, trade, community,
+                                               self.division_of(wo))
                     wo.suggested_vendor = suggested
                     wo.suggested_vendor_id = suggested.id if suggested else None
                     note = (f"; suggested vendor now {suggested.name}" if suggested
@@ -435,14 +464,20 @@ class _Applier:
                            "is told")
         return out
 
+    @property
+    def digest_division(self) -> str | None:
+        return self.config.division(self.digest.division).name if self.digest else None
+
     def assign(self, cmd: Command) -> list[str]:
         try:
-            vendor = resolve_vendor(self.session, cmd.vendor or "")
+            vendor = resolve_vendor(self.session, cmd.vendor or "", self.digest_division)
         except VendorLookupError as exc:
             raise CommandRefused(str(exc)) from exc
         out: list[str] = []
         for item in cmd.items:
             wo = self.item_wo(item)
+            if self.division_of(wo) != self.config.division(vendor.division).name:
+                raise CommandRefused(f"{vendor.name} is not a vendor of {wo.ref}'s division")
             self._editable(wo, item)
             if wo.vendor_id == vendor.id:
                 if BOUNCED_FLAG in wo.flags:
@@ -482,6 +517,11 @@ class _Applier:
     def merge(self, cmd: Command) -> list[str]:
         wos = [self.item_wo(item) for item in cmd.items]
         keep, others = wos[0], wos[1:]
+        divisions = sorted({self.division_of(wo) for wo in wos})
+        if len(divisions) > 1:
+            raise CommandRefused(f"items {', '.join(map(str, cmd.items))} belong to different "
+                                 f"divisions ({', '.join(divisions)}); a work order stays in "
+                                 "its division, so they cannot be merged")
         for item, wo in zip(cmd.items, wos, strict=True):
             if wo.id in self.merged:
                 raise CommandRefused(f"item {item} ({wo.ref}) is already merged by line "
@@ -665,7 +705,8 @@ def _new_work_order(session: Session, config: Config, sr: ServiceRequest, *, tra
             trade = "other"
     home = sr.home
     hint = coverage_hint(trade, description, home.closing_date if home else None, now.date())
-    suggested = vendor or suggest_vendor(session, trade, home.community if home else None)
+    suggested = vendor or suggest_vendor(session, trade, home.community if home else None,
+                                         config.division(sr.division).name)
     wo = WorkOrder(
         service_request_id=sr.id, status="draft", trade=trade, priority=priority,
         location=location, title=_title(description), description=description,
@@ -696,15 +737,16 @@ def create_manual_work_order(session: Session, config: Config, *, sr_ref: str,
     sr = session.get(ServiceRequest, int(match.group(1))) if match else None
     if sr is None:
         raise LookupError(f"no service request {sr_ref}; `warrantyd sr list` shows them")
+    division = config.division(sr.division).name
     try:
-        chosen = resolve_vendor(session, vendor) if vendor else None
+        chosen = resolve_vendor(session, vendor, division) if vendor else None
         trade_key = _trade(config, trade) if trade else None
         wo = _new_work_order(session, config, sr, trade=trade_key,
                              description=description.strip(), vendor=chosen, actor=actor,
                              now=now)
     except CommandRefused as exc:
         raise ValueError(str(exc)) from exc
-    if announce and digest_mode(config) == "immediate":
+    if announce and digest_mode(config, division) == "immediate":
         queue_digests_for_request(session, config, sr, [wo], now)
     return wo
 
@@ -723,14 +765,29 @@ def _digest_of(ctx: MailContext) -> Digest | None:
     return ctx.session.get(Digest, thread.digest_id)
 
 
+def _division(ctx: MailContext, digest: Digest | None) -> DivisionConfig:
+    """The division a command mail is about: its digest's; else the request its thread
+    names; else the one whose mailbox it arrived in."""
+    if digest is not None:
+        return ctx.config.division(digest.division)
+    thread = ctx.verdict.thread
+    if thread is not None and thread.service_request_id is not None:
+        sr = ctx.session.get(ServiceRequest, thread.service_request_id)
+        if sr is not None:
+            return ctx.config.division(sr.division)
+    return ctx.division
+
+
 def _refuse(ctx: MailContext, why: str, digest: Digest | None) -> Effects:
     """Nothing happens; staff hear of it in the next digest, the sender hears nothing.
 
-    When the From is a configured staff address, that address (taken from the config, never
-    from the mail) is told once a day why a reply was refused: a real staff member with an
-    expired digest learns what to do, and a forger learns nothing, since the notice goes to
-    the person being impersonated.
+    When the From is a staff address of the division the mail is about, that address (taken
+    from the config, never from the mail) is told once a day why a reply was refused: a real
+    staff member with an expired digest learns what to do, and a forger learns nothing,
+    since the notice goes to the person being impersonated.  Staff of another division get
+    no notice, like anyone else who is not staff there.
     """
+    division = _division(ctx, digest)
     sr_id = digest.service_request_id if digest is not None else None
     if sr_id is None and ctx.verdict.thread is not None:
         sr_id = ctx.verdict.thread.service_request_id
@@ -740,14 +797,14 @@ def _refuse(ctx: MailContext, why: str, digest: Digest | None) -> Effects:
            sr_id=sr_id, inbound=ctx.inbound, at=ctx.now)
     log.warning("command mail from %s refused: %s", ctx.sender, why)
     effects = Effects(status="ignored")
-    staff = next((a for a in ctx.config.staff.addresses if a == ctx.msg.from_addr), None)
+    staff = next((a for a in division.staff.addresses if a == ctx.msg.from_addr), None)
     if staff is not None:
         day = f"{_local(ctx.config, ctx.now):%Y-%m-%d}"
         text, html = render_mail("staff_refused", company=ctx.config.company.name, why=why,
-                                 subject=subject, token_days=ctx.config.staff.token_days)
+                                 subject=subject, token_days=division.staff.token_days)
         effects.outbound.append(queue_mail(
-            ctx.session, our_address=ctx.config.mailbox.address,
-            from_name=ctx.config.smtp.from_name, kind="receipt", to=staff,
+            ctx.session, our_address=division.mailbox.address,
+            from_name=division.from_name, kind="receipt", to=staff,
             subject=f"Not applied: {subject or 'your reply'}"[:250], text=text, html=html,
             dedupe_key=f"refused:{staff}:{day}", service_request_id=sr_id, now=ctx.now))
     return effects
@@ -761,7 +818,8 @@ def handle_staff_reply(ctx: MailContext) -> Effects:
     """
     session, msg, now = ctx.session, ctx.msg, ctx.now
     digest = _digest_of(ctx)
-    ok, why = authorize_staff_reply(msg, ctx.verdict, ctx.config)
+    ok, why = authorize_staff_reply(msg, ctx.verdict, ctx.config,
+                                    digest.division if digest is not None else None)
     if not ok:
         on_digest = ctx.verdict.thread is not None and ctx.verdict.thread.kind == "digest"
         if not on_digest and ctx.config.is_staff(msg.from_addr) and \
@@ -814,22 +872,26 @@ def _apply(ctx: MailContext, digest: Digest | None,
 def _reply_address(ctx: MailContext, digest: Digest | None) -> str | None:
     """The sender's own reply token for this digest, so a reply to the receipt works too."""
     thread = ctx.verdict.thread
+    mailbox = _division(ctx, digest).mailbox.address
     if thread is not None and thread.evidence == "token" and thread.token:
-        return plus_address(ctx.config.mailbox.address, thread.token)
+        return plus_address(mailbox, thread.token)
     if digest is None:
         return None
-    token = staff_reply_token(ctx.session, ctx.config, ctx.sender, digest.id, ctx.now)
-    return plus_address(ctx.config.mailbox.address, token.token)
+    token = staff_reply_token(ctx.session, ctx.config, ctx.sender, digest.id, ctx.now,
+                              digest.division)
+    return plus_address(mailbox, token.token)
 
 
 def _answer(ctx: MailContext, *, kind: str, template: str, dedupe_key: str,
-            reply_to: str | None, sr_id: int | None, **context: object) -> OutboundMessage:
+            reply_to: str | None, sr_id: int | None, digest: Digest | None,
+            **context: object) -> OutboundMessage:
     msg = ctx.msg
+    division = _division(ctx, digest)
     text, html = render_mail(template, company=ctx.config.company.name, help_text=HELP_TEXT,
                              **context)
     topic = strip_subject_prefix(msg.subject) or "your reply"
     return queue_mail(
-        ctx.session, our_address=ctx.config.mailbox.address, from_name=ctx.config.smtp.from_name,
+        ctx.session, our_address=division.mailbox.address, from_name=division.from_name,
         kind=kind, to=ctx.sender, subject=f"Re: {topic}"[:250], text=text, html=html,
         dedupe_key=dedupe_key, reply_to=reply_to, in_reply_to=msg.message_id,
         references=(*msg.references, *([msg.message_id] if msg.message_id else [])),
@@ -847,7 +909,7 @@ def _send_help(ctx: MailContext, digest: Digest | None, reply_to: str | None) ->
                inbound=ctx.inbound, at=ctx.now)
         return Effects()
     row = _answer(ctx, kind="receipt", template="help", dedupe_key=key, reply_to=reply_to,
-                  sr_id=sr_id, digest_id=digest.id if digest else None)
+                  sr_id=sr_id, digest=digest, digest_id=digest.id if digest else None)
     record(ctx.session, "staff_reply_no_commands", ctx.sender, "no commands: sent the list",
            sr_id=sr_id, inbound=ctx.inbound, outbound=row, at=ctx.now)
     return Effects(outbound=[row])
@@ -864,7 +926,7 @@ def _send_receipt(ctx: MailContext, digest: Digest | None, parsed: CommandParse,
     fine = [line for line in lines if not line.error] if not applied else []
     row = _answer(
         ctx, kind="receipt", template="receipt", dedupe_key=key, reply_to=reply_to,
-        sr_id=sr_id, digest_id=digest.id if digest else "?",
+        sr_id=sr_id, digest=digest, digest_id=digest.id if digest else "?",
         sr_ref=f"SR-{sr_id}" if sr_id else None, applied=applied, lines=lines,
         errors=errors, fine=fine, help=any(c.verb == "help" for c in parsed.commands))
     summary = ("applied: " + "; ".join(r for line in lines for r in line.results)) if applied \

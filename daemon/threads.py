@@ -2,7 +2,9 @@
 
 Evidence is weighed strongest first: a signed reply token, then one of our own stored
 Message-IDs, then a ``[WO-n]``/``[SR-n]`` subject tag — and the subject tag only counts when
-the sender already takes part in that thread, because anyone can type a subject.
+the sender already takes part in that thread, because anyone can type a subject.  Staff take
+part only in their own division's requests: a subject tag naming another division's work
+is no thread for them.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class DbThreadLookup:
                 return ThreadRef(kind="wo", evidence="subject", work_order_id=wo.id,
                                  service_request_id=wo.service_request_id,
                                  detail=f"[WO-{number}] and the sender is its vendor")
-            if self.is_staff(sender) or self._is_requester(wo.service_request, sender):
+            if (self.is_staff(sender, wo.service_request.division)
+                    or self._is_requester(wo.service_request, sender)):
                 return ThreadRef(kind="sr", evidence="subject", work_order_id=wo.id,
                                  service_request_id=wo.service_request_id,
                                  detail=f"[WO-{number}] and the sender takes part in it")
@@ -81,7 +84,7 @@ class DbThreadLookup:
         sr = self.session.get(ServiceRequest, number)
         if sr is None:
             return None
-        if self.is_staff(sender) or self._is_requester(sr, sender):
+        if self.is_staff(sender, sr.division) or self._is_requester(sr, sender):
             return ThreadRef(kind="sr", evidence="subject", service_request_id=sr.id,
                              detail=f"[SR-{number}] and the sender takes part in it")
         return None
@@ -96,8 +99,10 @@ class DbThreadLookup:
             .where(Homeowner.home_id == sr.home_id, Homeowner.email == sender))
         return bool(count)
 
-    def is_staff(self, address: str) -> bool:
-        return self.config.is_staff(address)
+    def is_staff(self, address: str, division: str | None = None) -> bool:
+        """Staff of ``division``, or of any division when None (what ``classify`` asks:
+        whether the mail is staff mail at all; what staff may do is decided later)."""
+        return self.config.is_staff(address, division)
 
     def is_vendor(self, address: str) -> bool:
         count = self.session.scalar(

@@ -13,6 +13,10 @@ What a vendor sees is built in exactly one place, :func:`vendor_view`, from the 
 for vendors.  Mail and page both render only that view, so internal notes, coverage hints,
 confidence, flags and other vendors' jobs cannot reach a vendor by a template slip.
 
+Every mail about a work order goes out From its division's mailbox (the request's
+``division``), with reply tokens that are plus-addresses of that mailbox, and alerts go to
+that division's staff only: a vendor or homeowner of one region never sees another's address.
+
 Every function works inside the caller's transaction and queues mail through the outbox, so
 a state change and the mail it causes commit together or not at all.
 """
@@ -38,7 +42,7 @@ from warrantyd.daemon.actions import (
     store_attachments,
     thread_ids,
 )
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.links import LINK_DAYS, make_link_token, page_url
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
 from warrantyd.daemon.render import render_mail
@@ -229,6 +233,12 @@ def _date(moment: datetime, timezone: str) -> str:
     return f"{local:%B} {local.day}, {local.year}"
 
 
+def division_of(config: Config, sr: ServiceRequest) -> DivisionConfig:
+    """The division a request (and its work orders) belongs to: whose mailbox, staff and
+    vendors act for it."""
+    return config.division(sr.division)
+
+
 # --- links ------------------------------------------------------------------------------------
 
 def link_secret(session: Session, config: Config) -> bytes:
@@ -348,10 +358,11 @@ def _vendor_mail(session: Session, config: Config, wo: WorkOrder, vendor: Vendor
         attached=[a.filename for a in attachments], left_out=left_out,
         schedule=(format_visit(view.scheduled_for, view.window_end, tz)
                   if view.scheduled_for else None), **extra)
+    division = division_of(config, wo.service_request)
     row = queue_mail(
-        session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+        session, our_address=division.mailbox.address, from_name=division.from_name,
         kind=kind, to=f"{vendor.name} <{vendor.email}>", subject=subject[:250], text=text,
-        html=html, dedupe_key=dedupe_key, reply_to=plus_address(config.mailbox.address,
+        html=html, dedupe_key=dedupe_key, reply_to=plus_address(division.mailbox.address,
                                                                 token.token),
         attachments=attachments, service_request_id=wo.service_request_id,
         work_order_id=wo.id, now=now)
@@ -394,8 +405,9 @@ def queue_vendor_withdrawal(session: Session, config: Config, wo: WorkOrder, old
     text, html = render_mail("vendor_withdrawn", ref=view.ref, title=view.title,
                              address=view.address, vendor_name=old_vendor.name,
                              company=config.company.name)
+    division = division_of(config, wo.service_request)
     row = queue_mail(
-        session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+        session, our_address=division.mailbox.address, from_name=division.from_name,
         kind="vendor_withdrawn", to=f"{old_vendor.name} <{old_vendor.email}>",
         subject=f"[{wo.ref}] Withdrawn: {view.title} - {view.address or 'address to confirm'}"[
             :250],
@@ -418,6 +430,7 @@ def assign_vendor(session: Session, config: Config, wo: WorkOrder, vendor: Vendo
     """Give the job to ``vendor`` and notify them; a previous vendor is told it is withdrawn."""
     if wo.status in ("completed", "rejected"):
         raise WorkOrderStateError(f"{wo.ref} is {wo.status}; reopen it before assigning")
+    check_same_division(config, wo, vendor)
     old = wo.vendor
     if old is not None and old.id == vendor.id and wo.status == "in_progress":
         return []
@@ -434,18 +447,29 @@ def assign_vendor(session: Session, config: Config, wo: WorkOrder, vendor: Vendo
     return sent
 
 
+def check_same_division(config: Config, wo: WorkOrder, vendor: Vendor) -> None:
+    """A work order goes only to a vendor of its own division (the same company serving two
+    divisions is two vendor rows, each with its own history)."""
+    own = division_of(config, wo.service_request).name
+    if config.division(vendor.division).name != own:
+        raise WorkOrderStateError(f"{vendor.name} <{vendor.email}> is not a vendor of "
+                                  f"{wo.ref}'s division ({own})")
+
+
 def alert_staff_vendor_bounce(session: Session, config: Config, wo: WorkOrder, detail: str,
                               now: datetime) -> list[OutboundMessage]:
-    """A vendor never got the job: every staff member hears it at once, with what to do."""
+    """A vendor never got the job: every staff member of its division hears it at once,
+    with what to do."""
     vendor = wo.vendor
     who = f"{vendor.name} <{vendor.email}>" if vendor is not None else "the vendor"
     round_no = _count_events(session, "vendor_notified", wo_id=wo.id)
+    division = division_of(config, wo.service_request)
     rows = []
-    for staff in config.staff.addresses:
+    for staff in division.staff.addresses:
         text, html = render_mail("vendor_bounced", ref=wo.ref, title=_title(wo), vendor=who,
                                  detail=detail, company=config.company.name)
         row = queue_mail(
-            session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+            session, our_address=division.mailbox.address, from_name=division.from_name,
             kind="alert_vendor_bounce", to=staff,
             subject=f"[{wo.ref}] Vendor email bounced: {who}"[:250], text=text, html=html,
             dedupe_key=f"vendor-bounce:{wo.ref}:{vendor.id if vendor else 0}:{round_no}:{staff}",
@@ -472,10 +496,11 @@ def _homeowner_mail(session: Session, config: Config, sr: ServiceRequest, *, kin
     text, html = render_mail(template, name=sr.requester_name, company=config.company.name,
                              sr_ref=sr.ref, address=sr.home.address if sr.home else None,
                              **context)
+    division = division_of(config, sr)
     return queue_mail(
-        session, our_address=config.mailbox.address, from_name=config.smtp.from_name,
+        session, our_address=division.mailbox.address, from_name=division.from_name,
         kind=kind, to=sr.requester_email, subject=subject[:250], text=text, html=html,
-        dedupe_key=dedupe_key, reply_to=plus_address(config.mailbox.address, token.token),
+        dedupe_key=dedupe_key, reply_to=plus_address(division.mailbox.address, token.token),
         in_reply_to=ack.message_id if ack else None, service_request_id=sr.id,
         work_order_id=work_order_id, now=now)
 

@@ -138,9 +138,14 @@ def find_thread(msg: ParsedMessage, lookup: ThreadLookup, our_address: str) -> T
 
 
 def classify(msg: ParsedMessage, lookup: ThreadLookup, our_address: str,
-             raw: bytes | None = None) -> Classification:
-    """Decide what ``msg`` is; the verdict always carries a human-readable reason."""
-    own = is_own_mail(msg, (our_address,))
+             raw: bytes | None = None, also_ours: tuple[str, ...] = ()) -> Classification:
+    """Decide what ``msg`` is; the verdict always carries a human-readable reason.
+
+    ``our_address`` is the mailbox the mail came to (its plus-addresses carry reply
+    tokens); ``also_ours`` are our other mailboxes (other divisions), whose mail is our
+    own too.
+    """
+    own = is_own_mail(msg, tuple(dict.fromkeys((our_address, *also_ours))))
     if own:
         return Classification(OWN_MAIL, own)
     bounce = detect_bounce(msg, raw)

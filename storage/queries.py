@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased, contains_eager, joinedload, selecti
 from sqlalchemy.orm.util import AliasedClass
 
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
     Attachment,
     HistoryEvent,
     Home,
@@ -108,6 +109,9 @@ class WorkOrderFilter:
     """Created at or after this instant."""
     needs_followup: bool = False
     """Only what is stuck (see :func:`find_needing_followup`)."""
+    divisions: tuple[str, ...] | None = None
+    """Only work of these divisions (see :func:`division_condition`); None: every division."""
+    configured_divisions: tuple[str, ...] = ()
     limit: int | None = 50
     offset: int = 0
 
@@ -121,8 +125,28 @@ class ServiceRequestFilter:
     """Case-insensitive substring of the homeowner's (or requester's) name or email."""
     statuses: tuple[str, ...] = ()
     since: datetime | None = None
+    divisions: tuple[str, ...] | None = None
+    """Only requests of these divisions (see :func:`division_condition`); None: all."""
+    configured_divisions: tuple[str, ...] = ()
     limit: int | None = 50
     offset: int = 0
+
+
+def division_condition(column: Any, divisions: Iterable[str],
+                       configured: Iterable[str] = ()) -> ColumnElement[bool]:
+    """Rows whose ``column`` (a ``division`` column) is one of ``divisions``.
+
+    A row of a division that is no longer configured (renamed or removed from the file)
+    belongs to the main division, as ``Config.division`` says: when ``configured`` names the
+    divisions of the config and the main one is wanted, such rows are included too, so no
+    work is ever out of every staff member's sight.
+    """
+    wanted = list(dict.fromkeys(divisions))
+    condition: ColumnElement[bool] = column.in_(wanted)
+    known = list(dict.fromkeys(configured))
+    if MAIN_DIVISION in wanted and known:
+        condition = or_(condition, column.not_in(known))
+    return condition
 
 
 def _contains(column: Any, term: str) -> ColumnElement[bool]:
@@ -244,6 +268,9 @@ def _work_order_select(session: Session, filt: WorkOrderFilter, statuses: Sequen
     if filt.vendor and not vendor_ids:
         return None
     stmt = stmt.where(*_own_conditions(WorkOrder, filt, vendor_ids if filt.vendor else None))
+    if filt.divisions is not None:
+        stmt = stmt.where(division_condition(ServiceRequest.division, filt.divisions,
+                                             filt.configured_divisions))
     if statuses:
         stmt = stmt.where(WorkOrder.status.in_(list(statuses)))
     return stmt.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc())
@@ -293,6 +320,9 @@ def find_service_requests(session: Session, filt: ServiceRequestFilter) -> list[
         stmt = stmt.where(ServiceRequest.status.in_(list(filt.statuses)))
     if filt.since is not None:
         stmt = stmt.where(ServiceRequest.created_at >= filt.since)
+    if filt.divisions is not None:
+        stmt = stmt.where(division_condition(ServiceRequest.division, filt.divisions,
+                                             filt.configured_divisions))
     _serial_plans(session)
     stmt = stmt.order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc())
     if filt.offset:

@@ -100,3 +100,170 @@ def test_cli_bad_config_exits_2_with_readable_message(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "warrantyd.daemon.cli", "run", "--config",
                            str(garbage)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not valid TOML" in proc.stderr
+
+
+# --- [[divisions]] --------------------------------------------------------------------------
+
+NORTH = {"name": "north", "from_name": "Acme Homes North Warranty",
+         "mailbox": {"address": "north@acme-homes.example",
+                     "imap_user": "north@acme-homes.example"},
+         "staff": {"addresses": ["Nora@acme-homes.example", "pat@acme-homes.example"]},
+         "vendors": [{"name": "North Plumbing", "email": "np@north-plumbing.example",
+                      "trades": ["plumbing"]},
+                     # The same company as the main division's: a vendor of both is in both.
+                     {"name": "Front Range Plumbing",
+                      "email": "dispatch@frontrange-plumbing.example.net",
+                      "trades": ["plumbing"]}],
+         "homes": [{"address": "9 Pine Ct, Fort Collins CO", "community": "Pines",
+                    "homeowners": [{"name": "Ola", "email": "ola@example.com"}]}]}
+
+
+def _with_divisions(*divisions: dict) -> dict:
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["divisions"] = [dict(d) for d in divisions]
+    return data
+
+
+def test_a_config_without_divisions_is_the_main_division_alone() -> None:
+    config = load_config(EXAMPLE)
+    (main,) = config.divisions
+    assert main.name == "main" and main.mailbox == config.mailbox
+    assert main.staff == config.staff and main.vendors == config.vendors
+    assert main.from_name == config.smtp.from_name
+    assert config.our_addresses == ("warranty@acme-homes.example",)
+    assert config.division("anything") is not None and config.division("x").name == "main"
+
+
+def test_a_division_has_its_own_mailbox_staff_vendors_and_homes() -> None:
+    config = parse_config(_with_divisions(NORTH))
+    assert [d.name for d in config.divisions] == ["main", "north"]
+    north = config.division("north")
+    assert north.mailbox.address == "north@acme-homes.example"
+    assert north.from_name == "Acme Homes North Warranty"
+    assert north.staff.addresses == ("nora@acme-homes.example", "pat@acme-homes.example")
+    assert [v.name for v in north.vendors] == ["North Plumbing", "Front Range Plumbing"]
+    assert north.homes[0].homeowners[0].email == "ola@example.com"
+    # The top-level tables stay the main division's, unchanged.
+    assert config.mailbox.address == "warranty@acme-homes.example"
+    assert config.staff.addresses == ("pat@acme-homes.example", "sam@acme-homes.example")
+    assert "North Plumbing" not in [v.name for v in config.vendors]
+    # Who is staff where: pat manages both, nora only north, sam only main.
+    assert config.staff_divisions("PAT@acme-homes.example") == ("main", "north")
+    assert config.staff_divisions("nora@acme-homes.example") == ("north",)
+    assert config.is_staff("nora@acme-homes.example")
+    assert not config.is_staff("nora@acme-homes.example", "main")
+    assert not config.is_staff("sam@acme-homes.example", "north")
+    assert config.all_staff_addresses == ("pat@acme-homes.example", "sam@acme-homes.example",
+                                          "nora@acme-homes.example")
+    assert config.our_addresses == ("warranty@acme-homes.example", "north@acme-homes.example")
+    assert config.division_of_mailbox("North+tok3n@acme-homes.example") is north
+    assert config.division_of_mailbox("someone@acme-homes.example") is None
+
+
+def test_unset_mailbox_and_staff_keys_inherit_the_top_level_ones() -> None:
+    data = _with_divisions(NORTH)
+    data["mailbox"].update({"imap_port": 1993, "poll_seconds": 30, "folder": "Warranty"})
+    data["staff"].update({"digest": "0 8 * * mon-fri", "token_days": 7})
+    data["divisions"][0]["staff"] = {"addresses": ["nora@acme-homes.example"],
+                                     "token_days": 3}
+    data["divisions"][0]["mailbox"] = {**NORTH["mailbox"], "folder": "North"}
+    del data["divisions"][0]["from_name"]
+    north = parse_config(data).division("north")
+    assert north.mailbox.imap_host == "imap.acme-homes.example"
+    assert north.mailbox.imap_port == 1993 and north.mailbox.poll_seconds == 30
+    assert north.mailbox.imap_password_env == "WARRANTYD_IMAP_PASSWORD"
+    assert north.mailbox.folder == "North"  # set: its own
+    assert north.mailbox.processed_folder == "Processed"
+    assert north.staff.digest == "0 8 * * mon-fri" and north.staff.token_days == 3
+    assert north.staff.addresses == ("nora@acme-homes.example",)  # never inherited
+    assert north.from_name == "Acme Homes Warranty"  # [smtp] from_name
+
+
+def test_division_mistakes_are_all_reported_at_once_naming_the_division() -> None:
+    data = _with_divisions(
+        # reuses the main mailbox (and so its IMAP folder); no staff addresses
+        {"name": "north", "mailbox": {"address": "warranty@acme-homes.example",
+                                      "imap_user": "warranty@acme-homes.example"},
+         "staff": {}},
+        # the same name again; no mailbox address
+        {"name": "north", "mailbox": {"imap_user": "n2@acme-homes.example"},
+         "staff": {"addresses": ["x@acme-homes.example"]}},
+        # a bad name; no mailbox table; a vendor listed twice; an unknown key
+        {"name": "so uth", "staff": {"addresses": ["s@acme-homes.example"]},
+         "vendors": [{"name": "A", "email": "a@b.example"},
+                     {"name": "A again", "email": "A@b.example"}],
+         "colour": "blue"},
+        # no name, no staff table
+        {"mailbox": {"address": "west@acme-homes.example",
+                     "imap_user": "west@acme-homes.example"}},
+    )
+    problems = _problems(data)
+    joined = "\n".join(problems)
+    assert ("[[divisions]] 'north' mailbox.address: warranty@acme-homes.example is another "
+            "division's mailbox") in joined
+    assert "'north' mailbox: reads the same IMAP folder as division 'main'" in joined
+    assert "[[divisions]] 'north' staff.addresses: is required" in joined
+    assert "[[divisions]] #2.name: 'north' is used twice" in joined
+    assert "[[divisions]] 'north' mailbox.address: is required" in joined
+    assert "[[divisions]] #3.name: 'so uth' may hold only letters, digits, - and _" in joined
+    assert "[[divisions]] #3.mailbox: a [divisions.mailbox] table is required" in joined
+    assert "'so uth' [[vendors]] #2.email: a@b.example is listed twice" in joined
+    assert "[[divisions]] #3.colour: unknown key" in joined
+    assert "[[divisions]] #4.name: is required" in joined
+    assert "[[divisions]] #4.staff: a [divisions.staff] table is required" in joined
+
+
+def test_two_divisions_may_not_read_one_imap_folder() -> None:
+    south = {**NORTH, "name": "south",
+             "mailbox": {"address": "south@acme-homes.example",
+                         "imap_user": "north@acme-homes.example"}}
+    problems = _problems(_with_divisions(NORTH, south))
+    assert any("[[divisions]] 'south' mailbox: reads the same IMAP folder as division 'north'"
+               in p and "give it its own imap_user or folder" in p for p in problems)
+    # Another folder of the same login is fine.
+    south["mailbox"] = {**south["mailbox"], "folder": "South"}
+    assert parse_config(_with_divisions(NORTH, south)).division("south").mailbox.folder == "South"
+
+
+def test_main_is_a_reserved_division_name() -> None:
+    problems = _problems(_with_divisions({**NORTH, "name": "Main"}))
+    assert any("'main' is used twice" in p for p in problems)
+
+
+def test_partial_config_with_divisions_is_enough_for_offline_commands() -> None:
+    data = {"company": {"name": "Acme", "timezone": "America/Denver"},
+            "mailbox": {"address": "warranty@acme-homes.example"},
+            "staff": {"addresses": ["pat@acme-homes.example"]},
+            "database": {"url": "sqlite:///x.sqlite3"},
+            "divisions": [{"name": "north", "mailbox": {"address": "north@acme-homes.example"},
+                           "staff": {"addresses": ["nora@acme-homes.example"]}}]}
+    config = parse_config(data, partial=True)
+    assert config.division("north").mailbox.address == "north@acme-homes.example"
+    assert config.staff_divisions("nora@acme-homes.example") == ("north",)
+    problems = _problems(data)
+    assert any("[[divisions]] 'north' mailbox.imap_user: is required" in p for p in problems)
+
+
+def test_a_missing_imap_user_is_one_problem_not_also_a_folder_clash() -> None:
+    data = _with_divisions(
+        {**NORTH, "mailbox": {"address": "north@acme-homes.example"}},
+        {**NORTH, "name": "south", "mailbox": {"address": "south@acme-homes.example"}})
+    problems = _problems(data)
+    assert not any("reads the same IMAP folder" in p for p in problems), problems
+
+
+def test_example_config_documents_divisions() -> None:
+    """The commented-out [[divisions]] example is valid once uncommented."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# [[divisions]]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    data = tomllib.loads(EXAMPLE.read_text())
+    data.update(tomllib.loads("\n".join(block)))
+    north = parse_config(data).division("north")
+    assert north.mailbox.address == "north@acme-homes.example"
+    assert north.mailbox.imap_host == "imap.acme-homes.example"  # inherited
+    assert north.staff.addresses and north.vendors and north.homes

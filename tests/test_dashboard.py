@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from config_builder import ELM_STREET, build_config
 from sqlalchemy import select
 from vendor_jobs import ACE, STAFF, make_config, make_job, send_to
 from web_site import Clock, serving
@@ -22,9 +23,11 @@ from web_site import Clock, serving
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.dashboard import LOGIN_LINKS_PER_WINDOW
 from warrantyd.daemon.web import WebServer
+from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
+    Attachment,
     HistoryEvent,
     Home,
     InboundMessage,
@@ -88,15 +91,15 @@ def csrf_of(page: str) -> str:
     return match.group(1)
 
 
-def login_links(database: Database) -> list[str]:
-    """The sign-in links in the queued login mails, oldest first."""
+def login_links(database: Database, address: str = STAFF) -> list[str]:
+    """The sign-in links in the login mails queued for ``address``, oldest first."""
     with database.session() as s:
         rows = list(s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "login")
                               .order_by(OutboundMessage.id)))
-        raws = [(r.to_addr, r.raw) for r in rows]
+        raws = [(r.to_addr, r.raw) for r in rows if r.to_addr == address]
     links = []
     for to, raw in raws:
-        assert to == STAFF
+        assert to == address
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         text = msg.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
         links.append(re.search(r"https://\S+/login/\S+", text).group(0))  # type: ignore[union-attr]
@@ -113,13 +116,13 @@ async def ask_for_link(browser: Browser, address: str = STAFF) -> Reply:
     return await browser.post("/login", {"email": address, "csrf": csrf_of(form.text)})
 
 
-async def sign_in(browser: Browser, database: Database) -> Reply:
+async def sign_in(browser: Browser, database: Database, address: str = STAFF) -> Reply:
     """The whole flow a person goes through; returns the answer to the Sign in button."""
-    sent = await ask_for_link(browser)
+    sent = await ask_for_link(browser, address)
     assert sent.status == 200 and "Check your inbox" in sent.text
-    path = local_path(login_links(database)[-1])
+    path = local_path(login_links(database, address)[-1])
     confirm = await browser.get(path)
-    assert confirm.status == 200 and f"Sign in as {STAFF}" in confirm.text
+    assert confirm.status == 200 and f"Sign in as {address}" in confirm.text
     return await browser.post(path, {"csrf": csrf_of(confirm.text)})
 
 
@@ -216,6 +219,7 @@ async def test_an_address_that_is_not_staff_gets_the_same_answer_and_no_mail(
 
     assert strip(stranger.text) == strip(known.text)
     assert len(login_links(database)) == 1, "only the staff address got a mail"
+    assert login_links(database, "mallory@example.net") == []
 
 
 async def test_sign_in_mails_are_capped_per_address(database: Database,
@@ -478,3 +482,188 @@ async def test_the_reprocess_button_puts_quarantined_mail_back_in_line(
                              {"csrf": csrf_of(after.text)})
     assert again.status == 409 and "processed already" in again.text
 
+
+
+# --- divisions: each staff member sees only the work of their own divisions ----------------
+
+NORA = "nora@acme-homes.example"
+"""Staff of the north division only."""
+MAX = "max@acme-homes.example"
+"""A manager: staff of both divisions."""
+NORTH_MAILBOX = "north@acme-homes.example"
+
+
+@dataclass
+class Divided:
+    config: Config
+    job: Any
+    north_sr: int
+    north_wo: int
+    north_home: int
+    north_vendor: int
+    main_vendor: int
+    north_attachment: int
+    north_quarantined: int
+
+
+def divided(tmp_path: Path, database: Database) -> Divided:
+    """Dana's job in the main division; Ola's furnace in the north one, whose vendor is the
+    same company (same address) as the main division's Ace Plumbing: two vendor rows."""
+    job = make_job(database, make_config(tmp_path, database))
+    config = build_config(
+        tmp_path, database, staff={"addresses": [STAFF, MAX]},
+        web={"listen": "127.0.0.1:0", "base_url": "https://warranty.acme-homes.example"},
+        vendors=[{"name": "Ace Plumbing", "email": ACE, "trades": ["plumbing"]}],
+        homes=[ELM_STREET],
+        divisions=[{"name": "north", "from_name": "Acme North Warranty",
+                    "mailbox": {"address": NORTH_MAILBOX, "imap_user": "north"},
+                    "staff": {"addresses": [NORA, MAX]},
+                    "vendors": [{"name": "Ace Plumbing North", "email": ACE,
+                                 "trades": ["plumbing"]}],
+                    "homes": [{"address": "9 Pine Ct", "community": "Pines",
+                               "homeowners": [{"name": "Ola", "email": "ola@example.com"}]}]}])
+    with database.session() as s:
+        home = s.scalars(select(Home).where(Home.division == "north")).one()
+        vendor = s.scalars(select(Vendor).where(Vendor.division == "north")).one()
+        main_vendor = s.scalars(select(Vendor).where(Vendor.division == "main",
+                                                     Vendor.email == ACE)).one()
+        inbound, _ = store_inbound(s, mailbox=f"{NORTH_MAILBOX}/INBOX", uidvalidity=1, uid=7,
+                                   raw=b"From: ola@example.com\n\nNORTH-SECRET: no heat\n")
+        sr = ServiceRequest(division="north", status="open", requester_email="ola@example.com",
+                            requester_name="Ola", home=home, subject="NORTH-SECRET furnace",
+                            body="NORTH-SECRET: no heat", inbound_message_id=inbound.id)
+        s.add(sr)
+        s.flush()
+        photo = Attachment(inbound_message_id=inbound.id, service_request_id=sr.id,
+                           filename="furnace.png", content_type="image/png", size=3,
+                           sha256=BlobStore(config.storage.data_dir).put(b"png"))
+        s.add(photo)
+        s.flush()
+        wo = WorkOrder(service_request_id=sr.id, status="draft", trade="hvac",
+                       title="NORTH-SECRET furnace out", description="Furnace does not start.",
+                       suggested_vendor_id=vendor.id, photos=[photo.id])
+        s.add(wo)
+        stuck, _ = store_inbound(s, mailbox=f"{NORTH_MAILBOX}/INBOX", uidvalidity=1, uid=8,
+                                 raw=b"From: q@example.com\nSubject: NORTH-QUARANTINE\n\nx\n")
+        stuck.status = "quarantined"
+        s.flush()
+        ids = (sr.id, wo.id, home.id, vendor.id, main_vendor.id, photo.id, stuck.id)
+    quarantined_row(database)
+    return Divided(config, job, *ids)
+
+
+@pytest.fixture
+async def two_divisions(tmp_path: Path, database: Database, clock: Clock
+                        ) -> AsyncIterator[tuple[Divided, WebServer]]:
+    world = divided(tmp_path, database)
+    async with serving(world.config, database, clock=clock) as web:
+        yield world, web
+
+
+async def signed_in(web: WebServer, database: Database, address: str) -> Browser:
+    browser = Browser(web.url)
+    assert (await sign_in(browser, database, address)).status == 303
+    return browser
+
+
+def without_numbers(page: str) -> str:
+    """A page with its per-request parts (nonce, CSRF token) and the numbers taken out."""
+    page = re.sub(r'(nonce|value)="[^"]+"', "", page)
+    return re.sub(r"\d+", "N", page)
+
+
+async def test_staff_of_one_division_see_nothing_of_another(
+        database: Database, two_divisions: tuple[Divided, WebServer]) -> None:
+    world, web = two_divisions
+    pat = await signed_in(web, database, STAFF)  # main only
+
+    overview = await pat.get("/staff/")
+    assert overview.status == 200
+    assert f'href="/staff/sr/{world.job.sr_id}"' in overview.text
+    assert "NORTH" not in overview.text
+    assert f'href="/staff/sr/{world.north_sr}"' not in overview.text
+    assert "<th>Division</th>" not in overview.text and "By division" not in overview.text
+    assert re.search(r"<b>2</b><span class=\"badge s-draft\">draft", overview.text)  # not 3
+    assert re.search(r"<b>1</b><a href=\"/staff/quarantine\">quarantined", overview.text)
+
+    # Another division's pages are "not found", exactly like pages that do not exist.
+    for path, missing in ((f"/staff/sr/{world.north_sr}", "/staff/sr/999999"),
+                          (f"/staff/wo/{world.north_wo}", "/staff/wo/999999"),
+                          (f"/staff/properties/{world.north_home}", "/staff/properties/999999"),
+                          (f"/staff/vendors/{world.north_vendor}", "/staff/vendors/999999"),
+                          (f"/staff/attachments/{world.north_attachment}",
+                           "/staff/attachments/999999")):
+        hidden, absent = await pat.get(path), await pat.get(missing)
+        assert hidden.status == absent.status == 404, path
+        assert without_numbers(hidden.text) == without_numbers(absent.text), path
+        assert "NORTH" not in hidden.text and "furnace" not in hidden.text.lower()
+
+    vendors = (await pat.get("/staff/vendors")).text
+    assert f'href="/staff/vendors/{world.main_vendor}">Ace Plumbing<' in vendors
+    assert "Ace Plumbing North" not in vendors
+    # The main division's Ace page lists none of the north work of the same company.
+    ace = (await pat.get(f"/staff/vendors/{world.main_vendor}")).text
+    assert f"WO-{world.north_wo}" not in ace and "NORTH" not in ace
+    assert "9 Pine Ct" not in (await pat.get("/staff/properties")).text
+    assert "9 Pine Ct" not in (await pat.get("/staff/properties?q=pine")).text
+
+    quarantine = await pat.get("/staff/quarantine")
+    assert "Cannot parse me" in quarantine.text and "NORTH-QUARANTINE" not in quarantine.text
+    refused = await pat.post(f"/staff/quarantine/{world.north_quarantined}/reprocess",
+                             {"csrf": csrf_of(quarantine.text)})
+    assert refused.status == 409 and "no inbound message" in refused.text
+    assert inbound_status(database, world.north_quarantined) == "quarantined"
+
+
+async def test_staff_of_the_other_division_see_only_theirs(
+        database: Database, two_divisions: tuple[Divided, WebServer]) -> None:
+    world, web = two_divisions
+    nora = await signed_in(web, database, NORA)
+    with database.session() as s:
+        mail = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "login",
+                                                       OutboundMessage.to_addr == NORA)).one()
+        assert mail.from_addr == NORTH_MAILBOX
+        assert email.message_from_bytes(mail.raw)["From"].startswith("Acme North Warranty")
+
+    overview = (await nora.get("/staff/")).text
+    assert f'href="/staff/sr/{world.north_sr}"' in overview and "NORTH-SECRET" in overview
+    assert "Leak and nail pop" not in overview and f"WO-{world.job.wo_id}<" not in overview
+    page = await nora.get(f"/staff/sr/{world.north_sr}")
+    assert page.status == 200 and "NORTH-SECRET: no heat" in page.text
+    assert (await nora.get(f"/staff/wo/{world.north_wo}")).status == 200
+    assert (await nora.get(f"/staff/attachments/{world.north_attachment}")).status == 200
+    for path in (f"/staff/sr/{world.job.sr_id}", f"/staff/wo/{world.job.wo_id}",
+                 f"/staff/vendors/{world.main_vendor}"):
+        hidden = await nora.get(path)
+        assert hidden.status == 404 and "Dana" not in hidden.text, path
+    vendors = (await nora.get("/staff/vendors")).text
+    assert "Ace Plumbing North" in vendors and "Bob" not in vendors
+    quarantine = (await nora.get("/staff/quarantine")).text
+    assert "NORTH-QUARANTINE" in quarantine and "Cannot parse me" not in quarantine
+    # A filter naming a division that is not hers shows her own, nothing more.
+    assert "Leak and nail pop" not in (await nora.get("/staff/?division=main")).text
+
+
+async def test_a_manager_sees_every_division_with_a_column_and_a_filter(
+        database: Database, two_divisions: tuple[Divided, WebServer]) -> None:
+    world, web = two_divisions
+    manager = await signed_in(web, database, MAX)
+    overview = (await manager.get("/staff/")).text
+    assert f'href="/staff/sr/{world.north_sr}"' in overview
+    assert f'href="/staff/sr/{world.job.sr_id}"' in overview
+    assert "<th>Division</th>" in overview and "By division" in overview
+    assert re.search(r"<b>3</b><span class=\"badge s-draft\">draft", overview)
+    assert re.search(r"<b>2</b><a href=\"/staff/quarantine\">quarantined", overview)
+    assert 'href="/staff/?division=north"' in overview
+    north = (await manager.get("/staff/?division=north")).text
+    assert f'href="/staff/sr/{world.north_sr}"' in north
+    assert f'href="/staff/sr/{world.job.sr_id}"' not in north
+    assert re.search(r"<b>1</b><span class=\"badge s-draft\">draft", north)
+    vendors = (await manager.get("/staff/vendors")).text
+    assert "Ace Plumbing North" in vendors and ">Ace Plumbing<" in vendors
+    only_main = (await manager.get("/staff/vendors?division=main")).text
+    assert "Ace Plumbing North" not in only_main and ">Ace Plumbing<" in only_main
+    for path in (f"/staff/sr/{world.north_sr}", f"/staff/sr/{world.job.sr_id}",
+                 f"/staff/wo/{world.north_wo}", f"/staff/vendors/{world.north_vendor}"):
+        page = await manager.get(path)
+        assert page.status == 200 and "<dt>Division</dt>" in page.text, path

@@ -50,10 +50,11 @@ WO_KEYS = {"id", "status", "service_request", "trade", "description", "priority"
 WO_EXTRA_KEYS = {"title", "location", "photos", "coverage_hint", "window_end", "flags",
                  "needs_vendor", "suggested_vendor", "confidence", "engine", "emergency_reason",
                  "merged_into", "property", "homeowner", "photo_count", "created_at",
-                 "updated_at", "completed_at", "last_vendor_reply_at"}
+                 "updated_at", "completed_at", "last_vendor_reply_at", "division"}
 SR_KEYS = {"id", "status", "homeowner", "property", "work_orders", "history"}
 SR_EXTRA_KEYS = {"subject", "created_at", "updated_at", "resolved_at", "work_order_count",
-                 "work_order_statuses", "engine", "body", "language", "usage", "attachments"}
+                 "work_order_statuses", "engine", "body", "language", "usage", "attachments",
+                 "division"}
 HISTORY_KEYS = {"at", "event", "actor", "detail", "internal"}
 
 

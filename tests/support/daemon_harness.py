@@ -163,3 +163,30 @@ def homeowner_mail(n: int, *, sender: str | None = None, body: str | None = None
             f"Date: Fri, 27 Nov 2026 10:00:00 -0700\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}").replace("\n", "\r\n").replace(
                 "\r\r\n", "\r\n").encode()
+
+
+def division_config(name: str, *, address: str, imap_user: str, staff: Sequence[str],
+                    from_name: str = "", vendors: Sequence[dict[str, object]] = (),
+                    homes: Sequence[dict[str, object]] = ()) -> str:
+    """A ``[[divisions]]`` table for :func:`write_config`'s ``extra`` (its mailbox on the
+    same Dovecot as the main one, another login; unset keys inherit the top level)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return str(v)
+
+    lines = ["", "[[divisions]]", f'name = "{name}"']
+    if from_name:
+        lines.append(f'from_name = "{from_name}"')
+    lines += ["[divisions.mailbox]", f'address = "{address}"', f'imap_user = "{imap_user}"',
+              "[divisions.staff]", f"addresses = {value(list(staff))}"]
+    for table, rows in (("vendors", vendors), ("homes", homes)):
+        for row in rows:
+            lines.append(f"[[divisions.{table}]]")
+            lines += [f"{k} = {value(v)}" for k, v in row.items()]
+    return "\n".join(lines) + "\n"
