@@ -60,12 +60,34 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema of ``engine``'s database to the newest revision."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema of ``engine``'s database to ``revision`` (the newest by default).
+
+    SQLite cannot change a constraint in place: a migration copies the table and drops the
+    old one, which enforced foreign keys refuse while any row points at it.  So they are off
+    while migrating (the PRAGMA only takes effect outside a transaction) and every row is
+    checked against them before the upgrade commits.
+    """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                broken = (connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                          if sqlite else [])
+                if broken:
+                    raise RuntimeError(
+                        f"the schema upgrade left {len(broken)} rows pointing at rows that do "
+                        f"not exist (first: {tuple(broken[0])}); nothing was changed — restore "
+                        f"the database from a backup or report this")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 class Database:

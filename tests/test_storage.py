@@ -6,10 +6,12 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from warrantyd.storage.blobs import BlobNotFound, BlobStore
-from warrantyd.storage.db import Database
+from warrantyd.storage.db import Database, upgrade
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import Base, InboundMessage
 
@@ -24,6 +26,48 @@ def test_migrations_match_models(database: Database) -> None:
 
 def test_upgrade_twice_is_harmless(database: Database) -> None:
     database.upgrade()
+
+
+def test_divisions_migration_keeps_existing_rows_and_their_links(db_url: str) -> None:
+    """0004 on a database in use: homes and vendors that rows point at are rebuilt with a
+    new unique key (per division) without losing a link, and everything is "main"."""
+    db = Database(db_url)
+    upgrade(db.engine, "0003")
+    with db.engine.begin() as c:
+        c.execute(text("INSERT INTO home (id, address, community) VALUES (7, '1 Elm St', 'Oak')"))
+        c.execute(text("INSERT INTO homeowner (id, home_id, email, name) "
+                       "VALUES (8, 7, 'dee@example.com', 'Dee')"))
+        c.execute(text("INSERT INTO vendor (id, name, email, trades, communities, aliases, "
+                       "active) VALUES (9, 'Ace', 'ace@example.com', '[]', '[]', '[]', true)"))
+        c.execute(text("INSERT INTO service_request (id, status, requester_email, "
+                       "requester_name, subject, body, home_id, homeowner_id, usage, "
+                       "created_at, updated_at) VALUES (1, 'open', 'dee@example.com', 'Dee', "
+                       "'s', 'b', 7, 8, '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        c.execute(text("INSERT INTO work_order (id, service_request_id, status, trade, "
+                       "priority, title, description, vendor_id, needs_vendor, photos, flags, "
+                       "created_at, updated_at) VALUES (2, 1, 'in_progress', 'plumbing', "
+                       "'routine', 't', 'd', 9, false, '[]', '[]', '2026-01-01 00:00:00', "
+                       "'2026-01-01 00:00:00')"))
+    db.upgrade()
+    with db.engine.begin() as c:
+        for table in ("home", "vendor", "service_request"):
+            assert c.execute(text(f"SELECT division FROM {table}")).scalar_one() == "main"
+        assert c.execute(text("SELECT vendor_id FROM work_order")).scalar_one() == 9
+        assert c.execute(text("SELECT home_id FROM homeowner")).scalar_one() == 7
+        # The same company and address may now be in another division, not twice in one.
+        c.execute(text("INSERT INTO vendor (name, email, trades, communities, aliases, "
+                       "active, division) VALUES ('Ace', 'ace@example.com', '[]', '[]', "
+                       "'[]', true, 'north')"))
+        c.execute(text("INSERT INTO home (address, community, division) "
+                       "VALUES ('1 Elm St', 'Oak', 'north')"))
+    with pytest.raises(IntegrityError), db.engine.begin() as c:
+        c.execute(text("INSERT INTO vendor (name, email, trades, communities, aliases, active) "
+                       "VALUES ('Ace 2', 'ace@example.com', '[]', '[]', '[]', true)"))
+    if db.engine.dialect.name == "sqlite":  # enforced again after the upgrade
+        with pytest.raises(IntegrityError), db.engine.begin() as c:
+            c.execute(text("INSERT INTO homeowner (home_id, email, name) "
+                           "VALUES (999, 'x@example.com', 'X')"))
+    db.dispose()
 
 
 def test_store_inbound_is_idempotent_on_position_and_content(database: Database) -> None:
