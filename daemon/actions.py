@@ -182,7 +182,8 @@ def new_request(ctx: MailContext) -> Effects:
     if requester is None:
         return record_on_thread(ctx)
     session, now = ctx.session, ctx.now
-    match = locate_home(session, requester.email, ctx.arrival_division)
+    match = locate_home(session, requester.email, ctx.arrival_division,
+                        configured=ctx.config.division_names)
     owner, home = match.owner, match.home
     sr = ServiceRequest(
         division=match.division,
@@ -213,7 +214,7 @@ def new_request(ctx: MailContext) -> Effects:
     attachments = store_attachments(ctx, sr)
     effects = Effects(service_request=sr)
     if ctx.draft is not None:
-        effects.work_orders = add_drafts(session, sr, ctx.draft, attachments, now)
+        effects.work_orders = add_drafts(session, ctx.config, sr, ctx.draft, attachments, now)
     effects.outbound.extend(_acknowledge(ctx, sr, requester, effects.work_orders))
     emergencies = [wo for wo in effects.work_orders if wo.priority == "emergency"]
     if emergencies:
@@ -244,7 +245,7 @@ def homeowner_reply(ctx: MailContext) -> Effects:
         fresh = DraftResult(
             issues=[i for i in ctx.draft.issues if i.description.lower() not in known],
             engine=ctx.draft.engine, usage=ctx.draft.usage)
-        effects.work_orders = add_drafts(ctx.session, sr, fresh, attachments, ctx.now)
+        effects.work_orders = add_drafts(ctx.session, ctx.config, sr, fresh, attachments, ctx.now)
         # --- staff approval digest for the newly reported issues (daemon/digests.py) ---
         if effects.work_orders:
             from warrantyd.daemon.digests import queue_digests_for_request
@@ -270,7 +271,7 @@ def store_attachments(ctx: MailContext, sr: ServiceRequest | None) -> list[Attac
     return rows
 
 
-def add_drafts(session: Session, sr: ServiceRequest, draft: DraftResult,
+def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: DraftResult,
                attachments: list[Attachment], now: datetime) -> list[WorkOrder]:
     """One draft work order per issue the drafter found; a suggested vendor counts only
     when it is one of the request's division's own vendors."""
@@ -278,7 +279,7 @@ def add_drafts(session: Session, sr: ServiceRequest, draft: DraftResult,
 
     by_name = {a.filename: a.id for a in attachments}
     vendors = {v.email: v for v in session.scalars(
-        select(Vendor).where(Vendor.division == sr.division))}
+        select(Vendor).where(Vendor.division == config.division(sr.division).name))}
     closing = sr.home.closing_date if sr.home is not None else None
     created: list[WorkOrder] = []
     for issue in draft.issues:

@@ -474,7 +474,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_inbox_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from warrantyd.daemon.reports import inbound_division, inbound_in_divisions
+    from warrantyd.daemon.reports import inbound_in_divisions
     from warrantyd.storage.models import InboundMessage
 
     config = _config(args, partial=True)
@@ -490,7 +490,7 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
                  "from": r.from_addr, "subject": r.subject, "classification": r.classification,
                  "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id,
                  "mailbox": r.mailbox, "uid": r.uid,
-                 "division": inbound_division(config, r.mailbox)}
+                 "division": config.division_of_inbound(r.mailbox).name}
                 for r in session.scalars(stmt)]
     db.dispose()
     if args.json:

@@ -160,6 +160,9 @@ class FollowupConfig:
     nudge_after_hours: float = 24.0
     nudge_cron: str = "0 9 * * mon-fri"
     nudge_max: int = 3
+    escalation_cron: str = "*/5 * * * *"
+    """How often to look for emergencies still unhandled after ``emergency_ack_minutes``
+    (each is escalated to its division's staff once)."""
     catch_up_hours: float = 6.0
     """A scheduled run missed while no daemon was up still happens at start within this."""
 
@@ -250,6 +253,11 @@ class Config:
                               from_name=self.smtp.from_name)
         return (main, *self.other_divisions)
 
+    @property
+    def division_names(self) -> tuple[str, ...]:
+        """The configured divisions' names, the main one first."""
+        return tuple(d.name for d in self.divisions)
+
     def division(self, name: str | None) -> DivisionConfig:
         """The division called ``name``; rows of a division no longer configured (renamed or
         removed from the file) fall back to the main one, whose staff then see them."""
@@ -259,12 +267,31 @@ class Config:
         return self.divisions[0]
 
     def division_of_mailbox(self, address: str | None) -> DivisionConfig | None:
-        """The division whose mailbox is ``address`` (a plus-address counts), or None."""
+        """The division whose mailbox is ``address``, or None.
+
+        A plus-address of a mailbox (a reply token) counts as that mailbox; when a
+        division's mailbox is itself a plus-address of another's (``warranty+north@`` beside
+        ``warranty@``, one account with a folder per division), the longest match wins.
+        """
         if not address:
             return None
-        local, _, domain = address.lower().partition("@")
-        bare = f"{local.split('+', 1)[0]}@{domain}"
-        return next((d for d in self.divisions if d.mailbox.address == bare), None)
+        address = address.lower()
+        local, _, domain = address.partition("@")
+
+        def matches(division: DivisionConfig) -> bool:
+            own_local, _, own_domain = division.mailbox.address.partition("@")
+            return own_domain == domain and (local == own_local
+                                             or local.startswith(f"{own_local}+"))
+
+        found = [d for d in self.divisions if matches(d)]
+        return max(found, key=lambda d: len(d.mailbox.address), default=None)
+
+    def division_of_inbound(self, mailbox: str | None) -> DivisionConfig:
+        """The division a stored inbound mail came to, from its ``mailbox`` column
+        (``address/folder``; a renamed folder is still known by its address).  A mail given
+        as a file (``""``) or from a mailbox no longer configured is the main division's."""
+        address = (mailbox or "").partition("/")[0]
+        return self.division_of_mailbox(address) or self.divisions[0]
 
     def staff_divisions(self, address: str | None) -> tuple[str, ...]:
         """The names of the divisions ``address`` is staff of (several for a manager)."""
@@ -670,7 +697,8 @@ def _division_configs(raw: object, where: str, problems: list[str], base_dir: Pa
     names = {MAIN_DIVISION}
     addresses = {main_mailbox.address}
     # A mailbox without imap_user is reported as such; it cannot also be a folder clash.
-    folders = ({(main_mailbox.imap_host, main_mailbox.imap_user, main_mailbox.folder):
+    folders = ({(main_mailbox.imap_host.lower(), main_mailbox.imap_user.lower(),
+                 main_mailbox.folder):
                 MAIN_DIVISION} if main_mailbox.imap_user else {})
     for i, item in enumerate(raw, 1):
         dv = _Reader(f"{where}: [[divisions]] #{i}", item, problems)
@@ -693,7 +721,7 @@ def _division_configs(raw: object, where: str, problems: list[str], base_dir: Pa
             problems.append(f"{label} mailbox.address: {mailbox.address} is another "
                             f"division's mailbox; each division needs its own address")
         addresses.add(mailbox.address)
-        folder_key = (mailbox.imap_host, mailbox.imap_user, mailbox.folder)
+        folder_key = (mailbox.imap_host.lower(), mailbox.imap_user.lower(), mailbox.folder)
         if need_mail and mailbox.imap_user and folder_key in folders:
             problems.append(f"{label} mailbox: reads the same IMAP folder as division "
                             f"{folders[folder_key]!r} ({mailbox.imap_user} on "
@@ -745,6 +773,7 @@ def _followup_config(fu: _Reader, timezone: str) -> FollowupConfig:
     values["catch_up_hours"] = amount("catch_up_hours")
     values["digest_cron"] = cron("digest_cron")
     values["nudge_cron"] = cron("nudge_cron")
+    values["escalation_cron"] = cron("escalation_cron")
     nudge_max = fu.get("nudge_max", int, default.nudge_max,
                        hint="how many reminders one vendor gets for one job, e.g. 3")
     if nudge_max < 1:

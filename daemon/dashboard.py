@@ -45,7 +45,6 @@ from warrantyd.daemon.render import render, render_mail
 from warrantyd.daemon.reports import (
     configured_divisions,
     division_counts,
-    inbound_division,
     inbound_in_divisions,
     needs_followup,
     sr_list,
@@ -652,7 +651,7 @@ class Dashboard:
             if sr is not None:
                 return sr.division
         inbound = session.get(InboundMessage, att.inbound_message_id)
-        return inbound_division(self.config, inbound.mailbox if inbound else None)
+        return self.config.division_of_inbound(inbound.mailbox if inbound else None).name
 
     async def quarantine(self, request: web.Request, user: StaffUser) -> web.StreamResponse:
         done = request.query.get("requeued", "")
@@ -663,7 +662,7 @@ class Dashboard:
                 inbound_in_divisions(self.config, user.divisions)).order_by(
                 InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(200))
             return {"rows": [{"id": r.id, "received_at": r.received_at,
-                              "division": inbound_division(self.config, r.mailbox),
+                              "division": self.config.division_of_inbound(r.mailbox).name,
                               "from_addr": r.from_addr or _header(r.raw, "From"),
                               "subject": r.subject or _header(r.raw, "Subject"),
                               "attempts": r.attempts, "last_error": r.last_error or ""}
@@ -681,7 +680,7 @@ class Dashboard:
                 with self.db.session() as session:
                     mail = session.get(InboundMessage, inbound_id)
                     if mail is not None and not user.sees(
-                            self.config, inbound_division(self.config, mail.mailbox)):
+                            self.config, self.config.division_of_inbound(mail.mailbox).name):
                         # As for a number that does not exist: nothing about other divisions.
                         raise LookupError(f"no inbound message {inbound_id}; `warrantyd inbox "
                                           f"list` shows them")

@@ -8,7 +8,7 @@ homeowner's data, no internal notes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -115,20 +115,23 @@ class HomeMatch:
     """The division the mail arrived in, when the request goes to another one."""
 
 
-def locate_home(session: Session, sender: str | None, arrival: str) -> HomeMatch:
+def locate_home(session: Session, sender: str | None, arrival: str, *,
+                configured: Collection[str]) -> HomeMatch:
     """The division a new request is filed in, and the sender's home there.
 
     The arrival division's homes come first.  A sender unknown there but a homeowner in
-    exactly one other division is filed in that one: homeowners do not know how the builder
-    divides its regions and write to whichever address they have.  A homeowner of several
-    other divisions (or of none) stays where the mail arrived, for its staff to sort out.
+    exactly one other ``configured`` division is filed in that one: homeowners do not know
+    how the builder divides its regions and write to whichever address they have.  A
+    homeowner of several other divisions (or of none, or of one removed from the config)
+    stays where the mail arrived, for its staff to sort out.
     """
     owner, home = find_home(session, sender, arrival)
     if owner is not None or not sender:
         return HomeMatch(arrival, owner, home)
     elsewhere = set(session.scalars(
         select(Home.division).join(Homeowner, Homeowner.home_id == Home.id)
-        .where(Homeowner.email == sender.lower(), Home.division != arrival)))
+        .where(Homeowner.email == sender.lower(), Home.division != arrival,
+               Home.division.in_(list(configured)))))
     if len(elsewhere) != 1:
         return HomeMatch(arrival, None, None)
     [division] = elsewhere
@@ -220,12 +223,14 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
     if verdict.thread is not None and verdict.thread.service_request_id is not None:
         sr = session.get(ServiceRequest, verdict.thread.service_request_id)
         home = sr.home if sr is not None else None
-        division = sr.division if sr is not None else division
+        # A request of a division since removed from the config is the main one's.
+        division = config.division(sr.division).name if sr is not None else division
     else:
         requester = requester_of(msg, reply, verdict, config)
         if requester is not None and requester.email != msg.from_addr:
             text, name = requester.text, requester.name  # forwarded by staff
-        match = locate_home(session, requester.email if requester else None, division)
+        match = locate_home(session, requester.email if requester else None, division,
+                            configured=config.division_names)
         home, division = match.home, match.division
         if match.owner is not None and match.owner.name:
             name = match.owner.name

@@ -76,7 +76,8 @@ def division_verdict(session: Session, config: Config, msg: ParsedMessage, reply
     if verdict.kind not in (NEW_REQUEST, STAFF_MAIL):
         return arrival.name, where
     requester = requester_of(msg, reply, verdict, config)
-    match = locate_home(session, requester.email if requester else None, arrival.name)
+    match = locate_home(session, requester.email if requester else None, arrival.name,
+                        configured=config.division_names)
     if match.routed_from is not None:
         return match.division, (f"routed to division {match.division}: the home is there "
                                 f"({where})")

@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from warrantyd.daemon.config import Config, DivisionConfig, MailboxConfig
+from warrantyd.daemon.config import MailboxConfig
 from warrantyd.daemon.imap import (
     IDLE_RENEW_SECONDS,
     ImapSession,
@@ -67,20 +67,6 @@ CUTOFF_SLACK = timedelta(seconds=1)
 def mailbox_key(mailbox: MailboxConfig) -> str:
     """How rows name the folder they came from: ``address/folder``."""
     return f"{mailbox.address}/{mailbox.folder}"
-
-
-def division_of_row(config: Config, mailbox: str | None) -> DivisionConfig:
-    """The division whose mailbox an inbound row came from.
-
-    ``mailbox`` is the row's ``mailbox`` column as :func:`mailbox_key` wrote it; a folder
-    renamed in the config since is still known by its address, and a mail given as a file
-    (``""``) or from a mailbox no longer configured belongs to the main division.
-    """
-    for division in config.divisions:
-        if mailbox_key(division.mailbox) == mailbox:
-            return division
-    address = (mailbox or "").partition("/")[0]
-    return config.division_of_mailbox(address) or config.division(None)
 
 
 def _cutoff_setting_key(key: str) -> str:

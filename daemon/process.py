@@ -17,19 +17,20 @@ mail never stops the daemon; ``warrantyd inbox reprocess ID`` puts it back in li
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
 from warrantyd.daemon.drafting import draft_request_for, over_daily_budget, requester_of
-from warrantyd.daemon.intake import division_of_row
 from warrantyd.daemon.leader import row_claims_for, worker_name
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
@@ -49,7 +50,7 @@ from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import due_ids_for_processing
-from warrantyd.storage.models import MAIN_DIVISION, InboundMessage, WorkOrder, utcnow
+from warrantyd.storage.models import MAIN_DIVISION, InboundMessage, Setting, WorkOrder, utcnow
 
 log = logging.getLogger("warrantyd.process")
 
@@ -69,7 +70,7 @@ class Reading:
     budget_exceeded: str | None = None
     """Why the model may not draft this mail (the daily token budget is spent)."""
     arrival_division: str = MAIN_DIVISION
-    """The division whose mailbox the mail arrived in (see ``intake.division_of_row``)."""
+    """The division whose mailbox the mail arrived in (see ``Config.division_of_inbound``)."""
 
 
 class Processor:
@@ -156,7 +157,7 @@ class Processor:
                 return None
             msg = parse_message(row.raw)
             reply = extract_reply(msg)
-            division = division_of_row(self.config, row.mailbox)
+            division = self.config.division_of_inbound(row.mailbox)
             secret = installation_secret(session, self.config.web.secret_env)
             lookup = DbThreadLookup(session, self.config, secret)
             # Reply tokens are plus-addresses of the mailbox the mail came to; mail from any
@@ -192,14 +193,23 @@ class Processor:
                               options=[defer(InboundMessage.raw)])
             if row is None or row.status != "new":
                 return Effects()
-            blobs = blob_store_for(self.config.storage.blobs, self.config.storage.data_dir,
-                                   self.db, session=session)
-            effects = act(MailContext(session, self.config, blobs, row, reading.msg,
-                                      reading.reply, reading.classification, draft,
-                                      self.clock(), vendor_reading,
-                                      arrival_division=reading.arrival_division))
-            row.classification = reading.classification.kind
-            row.reason = reading.classification.reason
+            first = claim_message_id(session, row, reading.msg.message_id)
+            if first is not None:
+                # One mail delivered twice (To one division's mailbox, Cc another's; or to
+                # two aliases of one mailbox): the first copy acts, this one is filed.
+                effects = Effects(status="ignored")
+                row.classification = "duplicate"
+                row.reason = (f"another copy of this mail (Message-ID "
+                              f"<{reading.msg.message_id}>) was handled as inbound {first}")
+            else:
+                blobs = blob_store_for(self.config.storage.blobs,
+                                       self.config.storage.data_dir, self.db, session=session)
+                effects = act(MailContext(session, self.config, blobs, row, reading.msg,
+                                          reading.reply, reading.classification, draft,
+                                          self.clock(), vendor_reading,
+                                          arrival_division=reading.arrival_division))
+                row.classification = reading.classification.kind
+                row.reason = reading.classification.reason
             row.from_addr = reading.msg.from_addr
             row.subject = reading.msg.subject[:2000]
             row.message_id = row.message_id or reading.msg.message_id
@@ -218,7 +228,7 @@ class Processor:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             row.last_error = detail[-4000:]
             # The mailbox's own setting: the folder the mail is filed to is that mailbox's.
-            max_attempts = division_of_row(self.config, row.mailbox).mailbox.max_attempts
+            max_attempts = self.config.division_of_inbound(row.mailbox).mailbox.max_attempts
             if row.attempts >= max_attempts:
                 row.status = "quarantined"
                 row.moved = False
@@ -228,6 +238,35 @@ class Processor:
             else:
                 delay = self.retry_seconds * (2 ** (row.attempts - 1))
                 row.next_attempt_at = self.clock() + timedelta(seconds=delay)
+
+
+def claim_message_id(session: Session, row: InboundMessage,
+                     message_id: str | None) -> int | None:
+    """Make ``row`` the copy of ``message_id`` that acts; return the inbound id of the copy
+    that acts instead when another mailbox's copy claimed it first.
+
+    One mail can reach two of our mailboxes (To one division, Cc another).  The claim is a
+    row keyed by the Message-ID's hash, inserted in the transaction that acts on the mail:
+    a second daemon handling the other copy at the same moment waits for that insert and
+    then finds it (on PostgreSQL as on SQLite), and a rolled-back attempt leaves no claim.
+    A copy in the same mailbox is left to act: repeats there have their own handling (a
+    staff reply sent twice is answered "already applied").  Mail without a Message-ID
+    cannot be told apart and always acts.
+    """
+    if not message_id:
+        return None
+    key = ("inbound-copy:" + hashlib.sha256(message_id.encode("utf-8", "replace"))
+           .hexdigest())[:100]
+    try:
+        with session.begin_nested():
+            session.add(Setting(key=key, value=str(row.id)))
+    except IntegrityError:
+        holder = session.get(Setting, key)
+        first = session.get(InboundMessage, int(holder.value),
+                            options=[defer(InboundMessage.raw)]) if holder is not None else None
+        if first is not None and first.id != row.id and first.mailbox != row.mailbox:
+            return first.id
+    return None
 
 
 def reprocess(session: Session, inbound_id: int) -> InboundMessage:

@@ -53,7 +53,7 @@ from warrantyd.storage.queries import (
 __all__ = [
     "BadFilter", "FollowupThresholds", "ServiceRequestFilter", "UnknownReference",
     "WorkOrderFilter", "build_sr_filter", "build_wo_filter", "configured_divisions",
-    "division_counts", "inbound_division", "inbound_in_divisions", "needs_followup",
+    "division_counts", "inbound_in_divisions", "needs_followup",
     "parse_division", "parse_since", "render_sr", "render_sr_table", "render_wo",
     "render_wo_table", "sr_list", "sr_show", "status_counts", "wo_list", "wo_show",
 ]
@@ -136,7 +136,7 @@ def parse_division(name: str | None, config: Config | None) -> tuple[str, ...] |
     """``--division NAME`` as the ``divisions`` of a filter (None: every division)."""
     if name is None:
         return None
-    known = [d.name for d in config.divisions] if config is not None else [MAIN_DIVISION]
+    known = config.division_names if config is not None else (MAIN_DIVISION,)
     wanted = name.strip().lower()
     if wanted not in known:
         raise BadFilter(f"--division {name!r} is not a configured division; the configured "
@@ -147,7 +147,7 @@ def parse_division(name: str | None, config: Config | None) -> tuple[str, ...] |
 def configured_divisions(config: Config | None) -> tuple[str, ...]:
     """The names a filter's ``configured_divisions`` takes: rows of any other division
     (renamed or removed from the file) then count as the main one's."""
-    return tuple(d.name for d in config.divisions) if config is not None else ()
+    return config.division_names if config is not None else ()
 
 
 def build_wo_filter(*, property: str | None = None, vendor: str | None = None,
@@ -193,15 +193,8 @@ def _wo_division(wo: WorkOrder) -> str:
     return sr.division if sr is not None else MAIN_DIVISION
 
 
-def inbound_division(config: Config, mailbox: str | None) -> str:
-    """The division whose mailbox an inbound row came from (its ``mailbox`` is
-    ``address/folder``); mail stored otherwise counts as the main division's."""
-    division = config.division_of_mailbox((mailbox or "").split("/", 1)[0])
-    return division.name if division is not None else MAIN_DIVISION
-
-
 def inbound_in_divisions(config: Config, divisions: Collection[str]) -> ColumnElement[bool]:
-    """The SQL condition of :func:`inbound_division` being one of ``divisions``."""
+    """The SQL condition of ``Config.division_of_inbound`` being one of ``divisions``."""
     def came_to(address: str) -> ColumnElement[bool]:
         return InboundMessage.mailbox.startswith(f"{address}/", autoescape=True)
 

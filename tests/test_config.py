@@ -267,3 +267,30 @@ def test_example_config_documents_divisions() -> None:
     assert north.mailbox.address == "north@acme-homes.example"
     assert north.mailbox.imap_host == "imap.acme-homes.example"  # inherited
     assert north.staff.addresses and north.vendors and north.homes
+
+
+def test_a_division_mailbox_may_be_a_plus_address_of_another() -> None:
+    """One account, a folder per division (``warranty+north@`` beside ``warranty@``): mail
+    and reply tokens of each are told apart by the longest matching mailbox."""
+    north = {**NORTH, "mailbox": {"address": "warranty+north@acme-homes.example",
+                                  "imap_user": "warranty@acme-homes.example",
+                                  "folder": "North"}}
+    config = parse_config(_with_divisions(north))
+    of = config.division_of_mailbox
+    assert of("warranty+north@acme-homes.example").name == "north"  # type: ignore[union-attr]
+    assert of("Warranty+North+tok123@acme-homes.example").name == "north"  # type: ignore[union-attr]
+    assert of("warranty+tok123@acme-homes.example").name == "main"  # type: ignore[union-attr]
+    assert of("warranty@acme-homes.example").name == "main"  # type: ignore[union-attr]
+    assert of("warranty@elsewhere.example") is None
+    assert config.division_of_inbound("warranty+north@acme-homes.example/North").name == "north"
+    assert config.division_of_inbound("").name == "main"
+
+
+def test_two_divisions_reading_one_folder_are_refused_whatever_the_case() -> None:
+    north = {**NORTH, "mailbox": {"address": "north@acme-homes.example",
+                                  "imap_user": "WARRANTY@acme-homes.example"}}
+    data = _with_divisions(north)
+    data["mailbox"]["imap_user"] = "warranty@acme-homes.example"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert any("same IMAP folder" in p for p in caught.value.problems)

@@ -31,7 +31,7 @@ from warrantyd.daemon.drafting import (
 )
 from warrantyd.daemon.explain import explain_mail
 from warrantyd.daemon.health import take_snapshot
-from warrantyd.daemon.intake import division_of_row, mailbox_key
+from warrantyd.daemon.intake import mailbox_key
 from warrantyd.daemon.process import Processor
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
@@ -129,26 +129,26 @@ def _store(database: Database, config: Config, raw: bytes, uid: int,
 
 def test_a_row_belongs_to_the_division_of_its_mailbox(config: Config) -> None:
     north = config.division("north")
-    assert division_of_row(config, mailbox_key(north.mailbox)).name == "north"
-    assert division_of_row(config, mailbox_key(config.mailbox)).name == "main"
-    assert division_of_row(config, f"{NORTH}/Renamed").name == "north", "known by address"
-    assert division_of_row(config, "").name == "main", "a file given on the command line"
-    assert division_of_row(config, "gone@acme-homes.example/INBOX").name == "main"
+    assert config.division_of_inbound(mailbox_key(north.mailbox)).name == "north"
+    assert config.division_of_inbound(mailbox_key(config.mailbox)).name == "main"
+    assert config.division_of_inbound(f"{NORTH}/Renamed").name == "north", "known by address"
+    assert config.division_of_inbound("").name == "main", "a file given on the command line"
+    assert config.division_of_inbound("gone@acme-homes.example/INBOX").name == "main"
 
 
 def test_a_home_is_looked_up_in_the_arrival_division_first(
         database: Database, config: Config) -> None:
     with database.session() as s:
-        match = locate_home(s, NICK, "north")
+        match = locate_home(s, NICK, "north", configured=config.division_names)
         assert (match.division, match.routed_from) == ("north", None)
         assert match.home is not None and match.home.address == "77 Spruce Ct"
         # Nick writes to the main mailbox: his only home is north's, so north it is.
-        match = locate_home(s, NICK, "main")
+        match = locate_home(s, NICK, "main", configured=config.division_names)
         assert (match.division, match.routed_from) == ("north", "main")
         assert match.home is not None and match.home.address == "77 Spruce Ct"
         assert find_home(s, NICK, "main") == (None, None)
         # A stranger stays where the mail came.
-        match = locate_home(s, "stranger@example.org", "north")
+        match = locate_home(s, "stranger@example.org", "north", configured=config.division_names)
         assert (match.division, match.home, match.routed_from) == ("north", None, None)
 
 
@@ -161,8 +161,12 @@ def test_a_homeowner_of_two_other_divisions_is_not_routed(
             s.flush()
             s.add(Homeowner(home_id=home.id, name="Two Homes", email="two@example.com"))
         s.flush()
-        match = locate_home(s, "two@example.com", "main")
+        match = locate_home(s, "two@example.com", "main",
+                            configured=("main", "north", "south"))
         assert (match.division, match.home, match.routed_from) == ("main", None, None)
+        # South removed from the config: its homes no longer route anything there.
+        match = locate_home(s, "two@example.com", "main", configured=config.division_names)
+        assert (match.division, match.routed_from) == ("north", "main")
         s.rollback()
 
 
@@ -208,6 +212,38 @@ async def test_mail_to_a_division_mailbox_is_filed_and_answered_there(
         head = ack.raw.split(b"\r\n\r\n", 1)[0].decode()
         assert re.search(rf"^From: {NORTH_FROM_NAME} <{NORTH}>", head, re.M), head
         assert re.search(r"^Reply-To: north\+\w+@acme-homes\.example", head, re.M), head
+
+
+async def test_one_mail_to_two_division_mailboxes_acts_once(
+        database: Database, config: Config) -> None:
+    """To: north, Cc: main — each server copy has its own Delivered-To (other bytes, one
+    Message-ID): one request, one ack, one digest; the other copy is filed as a duplicate."""
+    body = (f"From: Stan <stranger@example.org>\nTo: {NORTH}\nCc: {US}\n"
+            f"Subject: Furnace out\nMessage-ID: <furnace-1@example.org>\n"
+            f"Content-Type: text/plain\n\nThe furnace does not start at all.\n")
+    ids = [_store(database, config, f"Delivered-To: {to}\n{body}".encode(), 1, division)
+           for to, division in ((NORTH, "north"), (US, "main"))]
+    await Processor(config, database, FakeDrafter()).process_pending()
+    with database.session() as s:
+        srs = s.scalars(select(ServiceRequest)).all()
+        assert [sr.division for sr in srs] == ["north"]
+        kinds = [m.kind for m in s.scalars(select(OutboundMessage))]
+        assert kinds.count("ack") == 1 and kinds.count("digest") == 1, kinds
+        second = s.get(InboundMessage, ids[1])
+        assert second is not None and second.status == "ignored"
+        assert second.classification == "duplicate" and f"inbound {ids[0]}" in second.reason
+
+
+async def test_a_repeat_in_the_same_mailbox_is_left_to_its_own_handling(
+        database: Database, config: Config) -> None:
+    """Only a copy in another mailbox is a duplicate: the same Message-ID twice in one
+    mailbox still reaches the handlers (which answer a repeated staff reply themselves)."""
+    raw = _mail("stranger@example.org", "The kitchen sink is leaking badly")
+    _store(database, config, raw, 1)
+    _store(database, config, b"X-Resent: yes\n" + raw, 2)
+    await Processor(config, database, FakeDrafter()).process_pending()
+    with database.session() as s:
+        assert "duplicate" not in {r.classification for r in s.scalars(select(InboundMessage))}
 
 
 async def test_another_divisions_vendor_is_never_suggested(

@@ -18,7 +18,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from daemon_harness import MAILBOX, DaemonProcess, wait_for, write_config
+from daemon_harness import (
+    MAILBOX,
+    DaemonProcess,
+    log_problems,
+    reader_pid,
+    wait_for,
+    write_config,
+)
 from dovecot import Dovecot
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select
@@ -31,7 +38,6 @@ from warrantyd.storage.models import (
     Attachment,
     Blob,
     InboundMessage,
-    MailboxState,
     OutboundMessage,
     ServiceRequest,
 )
@@ -82,20 +88,6 @@ def _config(tmp: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, user: str)
     return path
 
 
-def _holder_pid(db: Database, mailbox: str) -> int | None:
-    with db.session() as s:
-        state = s.get(MailboxState, mailbox)
-        holder = state.holder if state is not None else None
-    return int(holder.rsplit(":", 1)[1]) if holder else None
-
-
-def _problems(log: str) -> str:
-    """A daemon log's warnings, errors and leadership changes: what explains a failure."""
-    keep = ("WARNING", "ERROR", "Traceback", "now reads", "another daemon", "running for",
-            "stopped")
-    return "\n".join(line for line in log.splitlines() if any(k in line for k in keep))[-3000:]
-
-
 def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
         tmp_path: Path, dovecot: Dovecot, sink: SmtpSink, postgres_url: str) -> None:
     user = "scale@acme-homes.example"
@@ -112,20 +104,20 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
         # lasts many polls, so every daemon that lives through it does some of the work.
         wait_for(lambda: all("warrantyd running for" in d.log() for d in daemons), 60,
                  "all three daemons to start", daemons[0])
-        wait_for(lambda: _holder_pid(db, mailbox), 30, "a daemon to take the mailbox",
+        wait_for(lambda: reader_pid(db, mailbox), 30, "a daemon to take the mailbox",
                  daemons[0])
         with dovecot.client(user) as imap:
             for n in range(TOTAL):
                 assert imap.append("INBOX", "", None, _mail(n))[0] == "OK"
         wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") >= 40,
                  60, "forty mails processed", daemons[0])
-        first_reader = _holder_pid(db, mailbox)
+        first_reader = reader_pid(db, mailbox)
         victim = next(d for d in daemons if d.proc is not None and d.proc.pid == first_reader)
         victim.kill()
         assert _count(db, InboundMessage, InboundMessage.status == "done") < TOTAL, \
             "the backlog finished before the kill: make it larger"
         survivors = [d for d in daemons if d is not victim]
-        wait_for(lambda: _holder_pid(db, mailbox) not in (None, first_reader), 20,
+        wait_for(lambda: reader_pid(db, mailbox) not in (None, first_reader), 20,
                  "another daemon to take over the mailbox", survivors[0])
         wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") == TOTAL,
                  90, "every mail processed", survivors[0])
@@ -137,7 +129,7 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
         # which may take it for the moment before its own SIGTERM lands.
         logs = [d.log() for d in daemons]
         for daemon in survivors:
-            assert daemon.terminate() == 0, _problems(daemon.log())
+            assert daemon.terminate() == 0, log_problems(daemon.log())
     finally:
         for daemon in daemons:
             if daemon.alive():
@@ -160,7 +152,7 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
     assert None not in workers and set(workers) <= set(names.values()), workers
     assert all(workers[names[d]] > 0 for d in survivors), (
         f"the work did not spread: {workers}\n" + "\n".join(
-            f"--- daemon {d.proc.pid if d.proc else '?'} ---\n{_problems(log)}"
+            f"--- daemon {d.proc.pid if d.proc else '?'} ---\n{log_problems(log)}"
             for d, log in zip(daemons, logs, strict=True)))
     ids = Counter(m.message_id for m in sink.messages)
     assert len(ids) == _count(db, OutboundMessage), "a queued mail was lost"

@@ -19,6 +19,9 @@ from pathlib import Path
 from dovecot import PASSWORD, Dovecot
 from smtp_sink import free_port
 
+from warrantyd.storage.db import Database
+from warrantyd.storage.models import MailboxState
+
 MAILBOX = "warranty@acme-homes.example"
 STAFF = "pat@acme-homes.example"
 
@@ -113,6 +116,17 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its connections (and the locks held on them) but does
+        nothing at all, like a hung daemon, until :meth:`resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def terminate(self, timeout: float = 30) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -153,11 +167,12 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str,
 
 
 def homeowner_mail(n: int, *, sender: str | None = None, body: str | None = None,
-                   subject: str | None = None) -> bytes:
+                   subject: str | None = None, to: str = MAILBOX) -> bytes:
+    """A homeowner's new request; ``to`` is the mailbox it is written to (a division's)."""
     sender = sender or f"owner{n}@example.com"
     body = body or (f"Hi,\n\nThe kitchen faucet at our house drips all the time (request {n}).\n"
                     "Also there is a nail pop in the upstairs hallway ceiling.\n\nThanks,\nOwner\n")
-    return (f"From: Owner {n} <{sender}>\r\nTo: {MAILBOX}\r\n"
+    return (f"From: Owner {n} <{sender}>\r\nTo: {to}\r\n"
             f"Subject: {subject or f'Warranty items #{n}'}\r\n"
             f"Message-ID: <owner-{n}-{time.time_ns()}@example.com>\r\n"
             f"Date: Fri, 27 Nov 2026 10:00:00 -0700\r\n"
@@ -190,3 +205,24 @@ def division_config(name: str, *, address: str, imap_user: str, staff: Sequence[
             lines.append(f"[[divisions.{table}]]")
             lines += [f"{k} = {value(v)}" for k, v in row.items()]
     return "\n".join(lines) + "\n"
+
+
+def reader_pid(db: Database, mailbox: str) -> int | None:
+    """The PID of the daemon that reads ``mailbox`` (its ``address/folder`` key), as it
+    names itself in ``mailbox_state.holder``; None before any daemon has read it.
+
+    A daemon killed with SIGKILL cannot clear the column: it keeps naming the dead reader
+    until another daemon takes the mailbox over.
+    """
+    with db.session() as session:
+        state = session.get(MailboxState, mailbox)
+        holder = state.holder if state is not None else None
+    return int(holder.rsplit(":", 1)[1]) if holder else None
+
+
+def log_problems(log: str) -> str:
+    """A daemon log's warnings, errors and mailbox-reader changes: what explains a failure
+    of a test with several daemons."""
+    keep = ("WARNING", "ERROR", "Traceback", "now reads", "another daemon", "running for",
+            "stopped")
+    return "\n".join(line for line in log.splitlines() if any(k in line for k in keep))[-3000:]
