@@ -106,7 +106,7 @@ def _describe(vendors: list[Vendor]) -> str:
     return ", ".join(f"{v.name} ({v.email})" for v in vendors[:6])
 
 
-def resolve_vendor(session: Session, text: str, division: str | None = None) -> Vendor:
+def resolve_vendor(session: Session, text: str, division: str | None) -> Vendor:
     """The one vendor ``text`` names: an email, a name or alias, or an unambiguous part of one.
 
     Only vendors of ``division`` are considered (None: every vendor), so the same company
@@ -171,7 +171,7 @@ def resolve_vendor(session: Session, text: str, division: str | None = None) -> 
 
 
 def suggest_vendor(session: Session, trade: str, community: str | None,
-                   division: str | None = None) -> Vendor | None:
+                   division: str | None) -> Vendor | None:
     """The active vendor for ``trade`` (of ``division`` when given), preferring one that
     works in ``community``."""
     query = select(Vendor).where(Vendor.active).order_by(Vendor.id)
@@ -234,7 +234,7 @@ class _Applier:
 
     def division_of(self, wo: WorkOrder) -> str:
         """The (configured) division ``wo`` belongs to."""
-        return self.config.division(wo.service_request.division).name
+        return self._vendors_module().division_of(self.config, wo.service_request).name
 
     def may_command(self, wo: WorkOrder) -> bool:
         """The sender is staff of ``wo``'s division."""
@@ -476,8 +476,7 @@ class _Applier:
         out: list[str] = []
         for item in cmd.items:
             wo = self.item_wo(item)
-            if self.division_of(wo) != self.config.division(vendor.division).name:
-                raise CommandRefused(f"{vendor.name} is not a vendor of {wo.ref}'s division")
+            self._vendors_module().check_same_division(self.config, wo, vendor)
             self._editable(wo, item)
             if wo.vendor_id == vendor.id:
                 if BOUNCED_FLAG in wo.flags:

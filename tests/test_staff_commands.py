@@ -342,16 +342,16 @@ async def test_accept_with_a_bounced_vendor_is_refused(world: World) -> None:
 def test_resolve_vendor_by_name_alias_email_and_spelling(database: Database,
                                                          config: Config) -> None:
     with database.session() as s:
-        assert resolve_vendor(s, "ace").email == ACE
-        assert resolve_vendor(s, "ACE@plumb.example.net").email == ACE
-        assert resolve_vendor(s, "Ace Plumbng").email == ACE
-        assert resolve_vendor(s, "drywall pros, inc.").name == "Drywall Pros"
+        assert resolve_vendor(s, "ace", "main").email == ACE
+        assert resolve_vendor(s, "ACE@plumb.example.net", "main").email == ACE
+        assert resolve_vendor(s, "Ace Plumbng", "main").email == ACE
+        assert resolve_vendor(s, "drywall pros, inc.", "main").name == "Drywall Pros"
         with pytest.raises(VendorLookupError) as found:
-            resolve_vendor(s, "plumbing")
+            resolve_vendor(s, "plumbing", "main")
         assert {v.name for v in found.value.candidates} == {"Ace Plumbing",
                                                             "Front Range Plumbing"}
         with pytest.raises(VendorLookupError, match="no vendor has the email"):
-            resolve_vendor(s, "nobody@plumb.example.net")
+            resolve_vendor(s, "nobody@plumb.example.net", "main")
 
 
 # --- idempotence and help -------------------------------------------------------------------
