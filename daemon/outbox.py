@@ -20,6 +20,8 @@ receiving side recognise the rare duplicate.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import email.policy
 import email.utils
@@ -35,7 +37,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import errors
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from typing import Any
 
@@ -131,67 +132,193 @@ def build_message(*, message_id: str, our_address: str, from_name: str, kind: st
                   attachments: Sequence[OutgoingAttachment] = (),
                   auto_submitted: bool | str = True,
                   extra_headers: Mapping[str, str] | None = None,
-                  date: datetime | None = None) -> EmailMessage:
-    """The complete MIME message; see :func:`queue_mail` for what each argument means.
+                  date: datetime | None = None) -> bytes:
+    """The complete MIME message as the bytes to send; see :func:`queue_mail` for what each
+    argument means.
 
     Structure, from the outside in: ``multipart/mixed`` (only with attachments) →
     ``multipart/alternative`` (only with HTML) → text part and ``multipart/related`` (only
     with inline images) → HTML and the images it shows by Content-ID.  An attachment with
     ``inline_cid`` in a mail without HTML has nothing to show it, so it is attached normally.
+
+    The bytes are written here rather than by ``EmailMessage``, whose header parsing and
+    content managers cost several milliseconds per mail, twice per service request: every
+    header that is not plain short ASCII is still folded and encoded by the email package's
+    SMTP policy, so what is written is what ``EmailMessage`` would write, only sooner.
     """
     addresses = [our_address, email.utils.parseaddr(to)[1],
                  email.utils.parseaddr(reply_to or "")[1]]
-    non_ascii = not all(a.isascii() for a in addresses)
-    msg = EmailMessage(policy=_POLICY_UTF8 if non_ascii else _POLICY)
-    msg["Message-ID"] = f"<{bare_message_id(message_id)}>"
-    msg["Date"] = email.utils.format_datetime(date or utcnow())
-    msg["From"] = Address(display_name=_header_text(from_name), addr_spec=our_address)
+    writer = _MimeWriter(utf8=not all(a.isascii() for a in addresses))
+    headers: list[tuple[str, str | Address]] = [
+        ("Message-ID", f"<{bare_message_id(message_id)}>"),
+        ("Date", email.utils.format_datetime(date or utcnow())),
+        ("From", _address(_header_text(from_name), our_address)),
+    ]
     to_name, to_addr = email.utils.parseaddr(to)
     try:
-        msg["To"] = Address(display_name=_header_text(to_name), addr_spec=to_addr)
+        headers.append(("To", _address(_header_text(to_name), to_addr)))
     except (ValueError, IndexError, errors.HeaderParseError):
-        msg["To"] = _header_text(to)  # unusable; such a row is suppressed, never sent
+        headers.append(("To", _header_text(to)))  # unusable; such a row is suppressed, never sent
     if reply_to:
-        msg["Reply-To"] = _header_text(reply_to)
-    msg["Subject"] = _header_text(subject)
+        headers.append(("Reply-To", _header_text(reply_to)))
+    headers.append(("Subject", _header_text(subject)))
     refs = [bare_message_id(r) for r in references if bare_message_id(r)]
     if in_reply_to and bare_message_id(in_reply_to):
         parent = bare_message_id(in_reply_to)
-        msg["In-Reply-To"] = f"<{parent}>"
+        headers.append(("In-Reply-To", f"<{parent}>"))
         if parent not in refs:
             refs.append(parent)
     if refs:
-        msg["References"] = " ".join(f"<{r}>" for r in refs)
+        headers.append(("References", " ".join(f"<{r}>" for r in refs)))
     if auto_submitted:
-        msg["Auto-Submitted"] = "auto-generated" if auto_submitted is True else auto_submitted
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg[KIND_HEADER] = kind
+        headers.append(("Auto-Submitted",
+                        "auto-generated" if auto_submitted is True else auto_submitted))
+    headers.append(("X-Auto-Response-Suppress", "All"))
+    headers.append((KIND_HEADER, kind))
     for name, value in (extra_headers or {}).items():
         if name.lower() in PROTECTED_HEADERS:
             raise ValueError(f"extra_headers may not set {name}: queue_mail writes it itself")
-        del msg[name]
-        msg[name] = _header_text(value)
+        headers = [h for h in headers if h[0].lower() != name.lower()]
+        headers.append((name, _header_text(value)))
 
     inline = [a for a in attachments if a.inline_cid and html is not None]
     files = [a for a in attachments if a not in inline]
-    msg.set_content(text)
+    body = writer.text(text, "plain")
     if html is not None:
-        msg.add_alternative(html, subtype="html")
-        html_part = msg.get_payload()[1]
-        for image in inline:
-            maintype, _, subtype = image.content_type.partition("/")
-            html_part.add_related(image.content, maintype=maintype,
-                                  subtype=subtype or "octet-stream",
-                                  cid=f"<{bare_message_id(image.inline_cid or '')}>",
-                                  filename=image.filename, disposition="inline")
-    for item in files:
+        shown = writer.text(html, "html")
+        if inline:
+            shown = writer.multipart("related", [shown, *(
+                writer.attachment(image, "inline") for image in inline)])
+        body = writer.multipart("alternative", [body, shown])
+    if files:
+        body = writer.multipart("mixed", [body, *(
+            writer.attachment(item, "attachment") for item in files)])
+    head = b"".join(writer.header(name, value) for name, value in headers)
+    return head + b"MIME-Version: 1.0\r\n" + body
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+"""A dot-atom address, which ``Address`` would write exactly as it is."""
+_PLAIN_TEXT = re.compile(r"[ -~]*")
+"""Printable ASCII: what may be written into a header or a parameter as it is."""
+_QUOTED_SPECIALS = frozenset('()<>@,:;."[]\\')
+
+
+def _address(display_name: str, addr_spec: str) -> str | Address:
+    """``Name <addr>``: as text when both parts are plain ASCII (the common case, written
+    the way ``Address`` writes it), else an ``Address`` for the policy to encode; raises
+    what ``Address`` raises for an address it cannot represent."""
+    if (_SIMPLE_ADDR_SPEC.fullmatch(addr_spec) and _PLAIN_TEXT.fullmatch(display_name)
+            and "=?" not in display_name):
+        if not display_name:
+            return addr_spec
+        if not _QUOTED_SPECIALS.isdisjoint(display_name):
+            display_name = '"{}"'.format(display_name.replace("\\", "\\\\").replace('"', '\\"'))
+        return f"{display_name} <{addr_spec}>"
+    return Address(display_name=display_name, addr_spec=addr_spec)
+
+
+class _MimeWriter:
+    """Writes headers and parts with CRLF line ends, 7-bit safe unless ``utf8`` (a non-ASCII
+    address, which needs SMTPUTF8 anyway)."""
+
+    MAX_LINE = 78
+
+    def __init__(self, *, utf8: bool) -> None:
+        self.utf8 = utf8
+        self.policy = _POLICY_UTF8 if utf8 else _POLICY
+
+    def header(self, name: str, value: str | Address) -> bytes:
+        """One header field, folded.  Plain short ASCII is written as it is; plain long
+        ASCII text is folded at spaces; anything else is the policy's to encode and fold."""
+        if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value) and "=?" not in value:
+            line = f"{name}: {value}"
+            if len(line) <= self.MAX_LINE:
+                return line.encode("ascii") + b"\r\n"
+            if name.lower() in _UNSTRUCTURED:
+                return _fold_words(line, self.MAX_LINE).encode("ascii")
+        if isinstance(value, str) and ("\r" in value or "\n" in value):
+            raise ValueError("Header values may not contain linefeed or carriage return "
+                             "characters")
+        folded = self.policy.header_factory(name, value).fold(policy=self.policy)
+        return folded.encode("utf-8" if self.utf8 else "ascii", "surrogateescape")
+
+    def text(self, content: str, subtype: str) -> bytes:
+        """A ``text/*`` part in UTF-8: as it is when it is short-lined ASCII (or, with
+        ``utf8``, any short-lined text), else quoted-printable or base64, whichever is
+        shorter — the choice ``EmailMessage.set_content`` makes."""
+        lines = content.encode("utf-8", "surrogateescape").splitlines()
+        data = b"\r\n".join(lines) + b"\r\n"
+        if max(map(len, lines), default=0) <= self.MAX_LINE and (self.utf8 or data.isascii()):
+            cte, payload = ("7bit" if data.isascii() else "8bit"), data
+        else:
+            qp = binascii.b2a_qp(data, istext=True)
+            b64 = _base64_lines(data)
+            cte, payload = ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+        return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+                f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + payload
+
+    def attachment(self, item: OutgoingAttachment, disposition: str) -> bytes:
+        """A base64 part with its file name (and Content-ID when the HTML shows it)."""
         maintype, _, subtype = item.content_type.partition("/")
-        msg.add_attachment(item.content, maintype=maintype, subtype=subtype or "octet-stream",
-                           filename=item.filename)
-    for part in msg.walk():
-        if part is not msg:
-            del part["MIME-Version"]  # belongs on the top level only
-    return msg
+        head = [self.header("Content-Type", f"{maintype}/{subtype or 'octet-stream'}"),
+                self._disposition(disposition, item.filename),
+                b"Content-Transfer-Encoding: base64\r\n"]
+        if item.inline_cid is not None:
+            head.append(self.header("Content-ID", f"<{bare_message_id(item.inline_cid)}>"))
+        return b"".join(head) + b"\r\n" + _base64_lines(item.content)
+
+    def _disposition(self, disposition: str, filename: str) -> bytes:
+        # A non-ASCII or long name is the policy's to write (RFC 2231, continuations).
+        return self.header("Content-Disposition",
+                           f'{disposition}; filename="{email.utils.quote(filename)}"')
+
+    def multipart(self, subtype: str, parts: list[bytes]) -> bytes:
+        boundary = _boundary(parts)
+        delimiter = b"--" + boundary.encode("ascii")
+        out = [f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n'
+               .encode("ascii")]
+        for index, part in enumerate(parts):
+            # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+            out += [b"\r\n" if index else b"", delimiter, b"\r\n", part]
+        out += [b"\r\n", delimiter, b"--\r\n"]
+        return b"".join(out)
+
+
+_UNSTRUCTURED = frozenset({"subject", "in-reply-to", "references", "auto-submitted",
+                           "x-auto-response-suppress", KIND_HEADER.lower(), "importance",
+                           "x-priority"})
+"""Headers of free text, which may be folded at any space."""
+
+
+def _fold_words(line: str, width: int) -> str:
+    """Fold a plain ASCII header line at spaces so that lines stay within ``width`` where a
+    word allows it (RFC 5322 2.2.3); the result ends with CRLF."""
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\r\n".join(out) + "\r\n"
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in lines of 76 characters, CRLF-terminated."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _boundary(parts: list[bytes]) -> str:
+    """A multipart boundary that none of ``parts`` contains."""
+    while True:
+        boundary = f"==============={secrets.randbelow(10 ** 19):019d}=="
+        needle = boundary.encode("ascii")
+        if not any(needle in part for part in parts):
+            return boundary
 
 
 def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str, to: str,
@@ -223,7 +350,7 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
     now = now or utcnow()
     to_addr = (email.utils.parseaddr(to)[1] or to).strip().lower()
     message_id = new_message_id(kind, our_address)
-    msg = build_message(
+    raw = build_message(
         message_id=message_id, our_address=our_address, from_name=from_name, kind=kind,
         to=to,
         subject=subject, text=text, html=html, reply_to=reply_to, in_reply_to=in_reply_to,
@@ -232,7 +359,7 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
     reason = suppression_reason(to_addr, our_address)
     row = OutboundMessage(
         dedupe_key=dedupe_key, message_id=message_id, kind=kind, to_addr=to_addr,
-        subject=_header_text(subject), raw=msg.as_bytes(),
+        subject=_header_text(subject), raw=raw,
         status="suppressed" if reason else "queued", attempts=0, next_attempt_at=None,
         last_error=reason, created_at=now, service_request_id=service_request_id,
         work_order_id=work_order_id)
