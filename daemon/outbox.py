@@ -41,7 +41,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -390,6 +390,27 @@ def _by_dedupe_key(session: Session, dedupe_key: str) -> OutboundMessage | None:
 
 # --- sending -------------------------------------------------------------------------------
 
+# The sender's statements for each mail, built once: with several per mail, building and
+# compiling ORM statements cost more than running them.  Columns: see OutboundMessage.
+_OUT = OutboundMessage.__table__.c
+_RENEW_LEASE = (
+    update(OutboundMessage.__table__)
+    .where(_OUT.id == bindparam("row_id"), _OUT.status == "queued",
+           _OUT.claimed_by == bindparam("worker"))
+    .values(claimed_until=bindparam("until")))
+_MARK_SENT = (
+    update(OutboundMessage.__table__)
+    .where(_OUT.id == bindparam("row_id"), _OUT.status == "queued",
+           _OUT.claimed_by == bindparam("worker"))
+    .values(status="sent", sent_at=bindparam("now"), attempts=_OUT.attempts + 1,
+            last_error=None, claimed_by=None, claimed_until=None)
+    .returning(_OUT.service_request_id, _OUT.work_order_id))
+_SENT_LAST_HOUR = (
+    select(func.count(), func.min(_OUT.sent_at))
+    .where(_OUT.to_addr == bindparam("to_addr"), _OUT.status == "sent",
+           _OUT.sent_at > bindparam("since")))
+_ADD_HISTORY = insert(HistoryEvent.__table__)
+
 @dataclass(frozen=True)
 class _Claimed:
     """What a pass needs of one claimed row, detached from any session."""
@@ -565,12 +586,19 @@ class OutboxSender:
         self._batch_was_full = len(batch) >= self.batch_size
         sent = 0
         smtp: aiosmtplib.SMTP | None = None
+        # Taken by the server, not recorded yet: it is recorded in the transaction that
+        # renews the lease of the next row (one transaction per mail, not two), right away.
+        answered: _Claimed | None = None
         try:
             for index, item in enumerate(batch):
                 if self._stopping:
+                    await asyncio.to_thread(self._settle, answered, None)
+                    answered = None
                     await asyncio.to_thread(self._release, batch[index:])
                     break
-                if not await asyncio.to_thread(self._ready_to_send, item):
+                ready = await asyncio.to_thread(self._settle, answered, item)
+                answered = None
+                if not ready:
                     continue
                 outcome, smtp = await self._deliver(item, smtp)
                 if outcome.connection_down:
@@ -579,15 +607,19 @@ class OutboxSender:
                         await asyncio.to_thread(self._record_failure, rest, outcome)
                     break
                 if outcome.sent:
-                    await asyncio.to_thread(self._record_sent, item)
+                    answered = item
                     sent += 1
                 else:
                     await asyncio.to_thread(self._record_failure, item, outcome)
         finally:
-            if smtp is not None:
-                await _close(smtp)
-            self._sent_total += sent
-            self._last_pass_at = self.clock()
+            try:
+                if answered is not None:
+                    await asyncio.to_thread(self._settle, answered, None)
+            finally:
+                if smtp is not None:
+                    await _close(smtp)
+                self._sent_total += sent
+                self._last_pass_at = self.clock()
         self._pending = await asyncio.to_thread(self._count_pending)
         return sent
 
@@ -734,7 +766,15 @@ class OutboxSender:
                 for r in rows
             ]
 
-    def _ready_to_send(self, item: _Claimed) -> bool:
+    def _settle(self, answered: _Claimed | None, item: _Claimed | None) -> bool:
+        """Record ``answered`` as sent and get ``item`` ready to send, in one transaction;
+        False when ``item`` is not to be sent now (see :meth:`_ready_to_send`)."""
+        with self.db.session() as session:
+            if answered is not None:
+                self._record_sent(session, answered)
+            return item is not None and self._ready_to_send(session, item)
+
+    def _ready_to_send(self, session: Session, item: _Claimed) -> bool:
         """Renew our lease on ``item`` and apply the rate cap; False when it is not to be sent
         now (another worker took it over, it was sent meanwhile, or it is deferred).
 
@@ -742,28 +782,24 @@ class OutboxSender:
         however long the earlier rows of a slow pass took.
         """
         now = self.clock()
-        with self.db.session() as session:
-            renewed = session.execute(
-                update(OutboundMessage)
-                .where(OutboundMessage.id == item.id, OutboundMessage.status == "queued",
-                       OutboundMessage.claimed_by == self.worker_id)
-                .values(claimed_until=now + timedelta(seconds=self.lease_seconds))
-                .execution_options(synchronize_session=False))
-            if renewed.rowcount != 1:
-                log.warning("outbound mail %s is no longer ours to send (lease lost or already "
-                            "handled); skipping it", item.id)
-                return False
-            deferral = self._rate_deferral(session, item, now)
-            if deferral is None:
-                return True
-            after, why = deferral
-            log.warning("deferring %s mail <%s>: %s", item.kind, item.message_id, why)
-            session.execute(
-                update(OutboundMessage).where(OutboundMessage.id == item.id)
-                .values(next_attempt_at=after, last_error=why, claimed_by=None,
-                        claimed_until=None)
-                .execution_options(synchronize_session=False))
+        renewed = session.connection().execute(_RENEW_LEASE, {
+            "row_id": item.id, "worker": self.worker_id,
+            "until": now + timedelta(seconds=self.lease_seconds)})
+        if renewed.rowcount != 1:
+            log.warning("outbound mail %s is no longer ours to send (lease lost or already "
+                        "handled); skipping it", item.id)
             return False
+        deferral = self._rate_deferral(session, item, now)
+        if deferral is None:
+            return True
+        after, why = deferral
+        log.warning("deferring %s mail <%s>: %s", item.kind, item.message_id, why)
+        session.execute(
+            update(OutboundMessage).where(OutboundMessage.id == item.id)
+            .values(next_attempt_at=after, last_error=why, claimed_by=None,
+                    claimed_until=None)
+            .execution_options(synchronize_session=False))
+        return False
 
     def _rate_deferral(self, session: Session, item: _Claimed,
                        now: datetime) -> tuple[datetime, str] | None:
@@ -771,12 +807,8 @@ class OutboxSender:
         cap = self.smtp.rate_per_recipient_per_hour
         if cap <= 0 or item.to_addr.lower() in self.rate_exempt:
             return None
-        count, oldest = session.execute(
-            select(func.count(), func.min(OutboundMessage.sent_at))
-            .where(OutboundMessage.to_addr == item.to_addr,
-                   OutboundMessage.status == "sent",
-                   OutboundMessage.sent_at > now - timedelta(hours=1))
-        ).one()
+        count, oldest = session.connection().execute(_SENT_LAST_HOUR, {
+            "to_addr": item.to_addr, "since": now - timedelta(hours=1)}).one()
         if count < cap:
             return None
         if oldest is not None and oldest.tzinfo is None:
@@ -795,28 +827,40 @@ class OutboxSender:
                 .values(claimed_by=None, claimed_until=None)
                 .execution_options(synchronize_session=False))
 
-    def _record_sent(self, item: _Claimed) -> None:
+    def _record_sent(self, session: Session, item: _Claimed) -> None:
         now = self.clock()
-        with self.db.session() as session:
-            row = session.get(OutboundMessage, item.id, with_for_update=True,
-                              options=[defer(OutboundMessage.raw)])  # sent already: not needed
-            if row is None or row.status == "sent":
-                return
-            if row.claimed_by != self.worker_id:
-                log.warning("lease on outbound mail %s expired while sending it; another worker "
-                            "may send it again (raise lease_seconds above the SMTP timeout)",
-                            item.id)
-            row.status = "sent"
-            row.sent_at = now
-            row.attempts = row.attempts + 1
-            row.last_error = None
-            row.claimed_by = None
-            row.claimed_until = None
-            session.add(HistoryEvent(
-                at=now, service_request_id=row.service_request_id,
-                work_order_id=row.work_order_id, event="email_sent", actor="system",
-                outbound_message_id=row.id,
-                detail=f"{row.kind} mail to {row.to_addr}, Message-ID <{row.message_id}>"))
+        # The usual case in one statement: the row is still queued under our lease.
+        connection = session.connection()
+        marked = connection.execute(_MARK_SENT, {
+            "row_id": item.id, "worker": self.worker_id, "now": now}).first()
+        if marked is not None:
+            connection.execute(_ADD_HISTORY, {
+                "at": now, "service_request_id": marked.service_request_id,
+                "work_order_id": marked.work_order_id, "event": "email_sent",
+                "actor": "system", "outbound_message_id": item.id, "internal": False,
+                "inbound_message_id": None,
+                "detail": f"{item.kind} mail to {item.to_addr}, Message-ID <{item.message_id}>"})
+            log.info("sent %s mail <%s> to %s", item.kind, item.message_id, item.to_addr)
+            return
+        row = session.get(OutboundMessage, item.id, with_for_update=True,
+                          options=[defer(OutboundMessage.raw)])  # sent already: not needed
+        if row is None or row.status == "sent":
+            return
+        if row.claimed_by != self.worker_id:
+            log.warning("lease on outbound mail %s expired while sending it; another worker "
+                        "may send it again (raise lease_seconds above the SMTP timeout)",
+                        item.id)
+        row.status = "sent"
+        row.sent_at = now
+        row.attempts = row.attempts + 1
+        row.last_error = None
+        row.claimed_by = None
+        row.claimed_until = None
+        session.add(HistoryEvent(
+            at=now, service_request_id=row.service_request_id,
+            work_order_id=row.work_order_id, event="email_sent", actor="system",
+            outbound_message_id=row.id,
+            detail=f"{row.kind} mail to {row.to_addr}, Message-ID <{row.message_id}>"))
         log.info("sent %s mail <%s> to %s", item.kind, item.message_id, item.to_addr)
 
     def _record_failure(self, item: _Claimed, outcome: _Outcome) -> None:
