@@ -22,7 +22,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -225,6 +225,20 @@ def says_bye(lines: Iterable[Any]) -> bool:
 # --- the connection -------------------------------------------------------------------------
 
 
+def uid_set(uids: Iterable[int]) -> str:
+    """An IMAP sequence set of UIDs, runs written as ranges: ``3:7,9``."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        raise ValueError("an empty UID set")
+    runs: list[list[int]] = []
+    for uid in ordered:
+        if runs and uid == runs[-1][1] + 1:
+            runs[-1][1] = uid
+        else:
+            runs.append([uid, uid])
+    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in runs)
+
+
 class ImapSession:
     """A logged-in (or about to be) IMAP connection with deadlines on every command."""
 
@@ -416,11 +430,18 @@ class ImapSession:
 
     async def fetch_message(self, uid: int) -> bytes | None:
         """The raw bytes of one message, without setting \\Seen; None if it is gone."""
+        return (await self.fetch_messages([uid])).get(uid)
+
+    async def fetch_messages(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """The raw bytes of several messages by UID in one command, without setting
+        \\Seen; a UID that is gone is missing from the answer."""
+        wanted = uid_set(uids)
         response = await self._run(
-            self.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"), f"UID FETCH {uid}")
+            self.client.uid("fetch", wanted, "(UID BODY.PEEK[])"), f"UID FETCH {wanted}")
         if response.result != "OK":
-            raise CommandFailed(f"UID FETCH {uid} failed: {response_text(response)}")
-        return parse_fetch_bodies(response.lines).get(uid)
+            raise CommandFailed(f"UID FETCH {wanted} failed: {response_text(response)}")
+        bodies = parse_fetch_bodies(response.lines)
+        return {uid: bodies[uid] for uid in uids if uid in bodies}
 
     async def fetch_internaldates(self, first_uid: int = 1) -> dict[int, datetime]:
         response = await self._run(
@@ -431,28 +452,30 @@ class ImapSession:
         return {uid: when for uid, when in parse_internaldates(response.lines).items()
                 if uid >= first_uid}
 
-    async def move(self, uid: int, folder: str) -> bool:
-        """Move one message by UID; True once the server confirmed it.
+    async def move(self, uids: int | Sequence[int], folder: str) -> bool:
+        """Move messages by UID (one, or several in one command); True once the server
+        confirmed it.
 
-        MOVE when the server has it; otherwise COPY, flag \\Deleted and UID EXPUNGE of that
-        one UID (UIDPLUS).  Without UIDPLUS a plain EXPUNGE would also remove every other
-        message someone flagged \\Deleted, so the original is only flagged and left for the
-        mail client to expunge: the mail is never deleted by us beyond the one we copied.
+        MOVE when the server has it; otherwise COPY, flag \\Deleted and UID EXPUNGE of those
+        UIDs (UIDPLUS).  Without UIDPLUS a plain EXPUNGE would also remove every other
+        message someone flagged \\Deleted, so the originals are only flagged and left for the
+        mail client to expunge: the mail is never deleted by us beyond what we copied.
         """
         target = quote_mailbox(folder)
+        wanted = uid_set([uids] if isinstance(uids, int) else uids)
         if self.has("MOVE"):
-            response = await self._run(self.client.uid("move", str(uid), target), "UID MOVE")
-            return self._confirmed(response, f"UID MOVE {uid} to {folder!r}")
-        response = await self._run(self.client.uid("copy", str(uid), target), "UID COPY")
-        if not self._confirmed(response, f"UID COPY {uid} to {folder!r}"):
+            response = await self._run(self.client.uid("move", wanted, target), "UID MOVE")
+            return self._confirmed(response, f"UID MOVE {wanted} to {folder!r}")
+        response = await self._run(self.client.uid("copy", wanted, target), "UID COPY")
+        if not self._confirmed(response, f"UID COPY {wanted} to {folder!r}"):
             return False
         response = await self._run(
-            self.client.uid("store", str(uid), "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
-        if not self._confirmed(response, f"flagging UID {uid} \\Deleted"):
+            self.client.uid("store", wanted, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+        if not self._confirmed(response, f"flagging UID {wanted} \\Deleted"):
             return True  # the copy is filed; the original merely stays
         if self.has("UIDPLUS"):
-            response = await self._run(self.client.uid("expunge", str(uid)), "UID EXPUNGE")
-            self._confirmed(response, f"UID EXPUNGE {uid}")
+            response = await self._run(self.client.uid("expunge", wanted), "UID EXPUNGE")
+            self._confirmed(response, f"UID EXPUNGE {wanted}")
         return True
 
     @staticmethod

@@ -59,7 +59,9 @@ log = logging.getLogger("warrantyd.intake")
 FILED_TO_PROCESSED = ("done", "ignored")
 FILED_TO_FAILED = ("quarantined",)
 MARK_MOVED_BATCH = 100
-"""Filed rows marked ``moved`` per transaction."""
+"""Filed rows marked ``moved`` per transaction, and moved per IMAP command."""
+FETCH_BATCH = 20
+"""Messages fetched per IMAP command: fewer round trips, a bounded amount of mail in hand."""
 CUTOFF_SLACK = timedelta(seconds=1)
 """INTERNALDATE has one-second resolution: mail in the first-connect second counts as new."""
 
@@ -391,13 +393,13 @@ class ImapIntake:
                     and uid not in self._store_failures]
             if not todo:
                 break
-            for uid in todo:
+            for start in range(0, len(todo), FETCH_BATCH):
                 if self._stopping:
                     break
-                if await self._take(session, uid):
-                    run_processor = True
-                else:
-                    failed_now.add(uid)
+                chunk = todo[start:start + FETCH_BATCH]
+                taken = await self._take(session, chunk)
+                run_processor = run_processor or bool(taken)
+                failed_now.update(uid for uid in chunk if uid not in taken)
             lowest = max(self._first_uid, self._last_uid + 1)
             if self._stopping and not run_processor:
                 break
@@ -409,24 +411,38 @@ class ImapIntake:
         self._backlog = await asyncio.to_thread(self._count_backlog) + len(self._store_failures)
         await asyncio.to_thread(self._record_poll)
 
-    async def _take(self, session: ImapSession, uid: int) -> bool:
-        """Fetch and store one message; False if it could not be stored (it stays put)."""
-        raw = await session.fetch_message(uid)
-        if raw is None:
-            log.info("UID %d of %s gave no message body (expunged meanwhile?); skipped until "
-                     "the next full poll", uid, self.key)
-            return False
-        try:
-            created = await asyncio.to_thread(self._store, uid, raw)
-        except Exception:
-            log.exception("could not store UID %d of %s (%d bytes); it stays in %r and is "
-                          "tried again on the next full poll", uid, self.key, len(raw),
-                          self.mailbox.folder)
-            return False
-        self._last_uid = max(self._last_uid, uid)
-        log.info("%s UID %d of %s (%d bytes)", "stored" if created else "already had",
-                 uid, self.key, len(raw))
-        return True
+    async def _take(self, session: ImapSession, uids: list[int]) -> set[int]:
+        """Fetch and store messages, each committed on its own; return the UIDs stored (the
+        others could not be and stay put)."""
+        bodies = await session.fetch_messages(uids)
+        for uid in uids:
+            if uid not in bodies:
+                log.info("UID %d of %s gave no message body (expunged meanwhile?); skipped "
+                         "until the next full poll", uid, self.key)
+        results = await asyncio.to_thread(self._store_each, bodies)
+        taken: set[int] = set()
+        for uid, created in results.items():
+            if created is None:
+                continue
+            self._last_uid = max(self._last_uid, uid)
+            log.info("%s UID %d of %s (%d bytes)", "stored" if created else "already had",
+                     uid, self.key, len(bodies[uid]))
+            taken.add(uid)
+        return taken
+
+    def _store_each(self, bodies: dict[int, bytes]) -> dict[int, bool | None]:
+        """:meth:`_store` each message in its own transaction: created, already had, or None
+        when it could not be stored."""
+        results: dict[int, bool | None] = {}
+        for uid, raw in bodies.items():
+            try:
+                results[uid] = self._store(uid, raw)
+            except Exception:
+                log.exception("could not store UID %d of %s (%d bytes); it stays in %r and is "
+                              "tried again on the next full poll", uid, self.key, len(raw),
+                              self.mailbox.folder)
+                results[uid] = None
+        return results
 
     def _store(self, uid: int, raw: bytes) -> bool:
         with self.db.session() as session:
@@ -491,21 +507,40 @@ class ImapIntake:
         filed: list[int] = []
         try:
             for row_id, uid, status in rows:
-                target = (self.mailbox.failed_folder if status in FILED_TO_FAILED
-                          else self.mailbox.processed_folder)
                 if uid not in present:
                     log.info("UID %d of %s (%s) is no longer in %r (moved by someone else?); "
                              "nothing to file", uid, self.key, status, self.mailbox.folder)
                     filed.append(row_id)
-                elif await session.move(uid, target):
-                    filed.append(row_id)
-                    log.info("filed UID %d of %s (%s) to %r", uid, self.key, status, target)
+            for target, batch in self._filing_batches(rows, present):
+                # One command per batch; when the server refuses it, one message at a time,
+                # so that one message it will not move does not hold back the others.
+                if await session.move([uid for _, uid in batch], target):
+                    moved = batch
+                else:
+                    moved = [(row_id, uid) for row_id, uid in batch
+                             if len(batch) > 1 and await session.move(uid, target)]
+                for _row_id, uid in moved:
+                    log.info("filed UID %d of %s to %r", uid, self.key, target)
+                filed += [row_id for row_id, _ in moved]
                 if len(filed) >= MARK_MOVED_BATCH:
                     await asyncio.to_thread(self._mark_moved, filed)
                     filed = []
         finally:
             if filed:
                 await asyncio.to_thread(self._mark_moved, filed)
+
+    def _filing_batches(self, rows: list[tuple[int, int, str]], present: set[int]
+                        ) -> list[tuple[str, list[tuple[int, int]]]]:
+        """(folder, [(row id, UID), ...]) in batches of at most ``MARK_MOVED_BATCH``."""
+        by_target: dict[str, list[tuple[int, int]]] = {}
+        for row_id, uid, status in rows:
+            if uid in present:
+                target = (self.mailbox.failed_folder if status in FILED_TO_FAILED
+                          else self.mailbox.processed_folder)
+                by_target.setdefault(target, []).append((row_id, uid))
+        return [(target, items[start:start + MARK_MOVED_BATCH])
+                for target, items in by_target.items()
+                for start in range(0, len(items), MARK_MOVED_BATCH)]
 
     # --- bookkeeping ----------------------------------------------------------------------
 

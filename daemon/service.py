@@ -18,6 +18,7 @@ import functools
 import logging
 import signal
 import ssl
+import sys
 from typing import Any
 
 from warrantyd.daemon.config import Config, DivisionConfig
@@ -36,6 +37,12 @@ PROCESS_POLL_SECONDS = 1.0
 """On PostgreSQL every daemon looks for stored mail this often, reader of the mailbox or not."""
 RELEASE_DEAD_CLAIMS_SECONDS = 5.0
 """On PostgreSQL, how often outbound mail claimed by a dead daemon of this host is freed."""
+GIL_SWITCH_SECONDS = 0.0005
+"""How long a thread may keep the interpreter while another waits (Python's default: 5 ms).
+
+Processing runs in worker threads and keeps the interpreter busy; the event loop thread
+(SMTP and IMAP conversations) needs it back after every network answer.  With the default
+each answer waited up to 5 ms, which held sending to a crawl behind a backlog of mail."""
 
 
 class Service:
@@ -80,6 +87,7 @@ class Service:
             self.scheduler.stop()
 
     async def run(self) -> None:
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.prepare()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,7 @@ applied by :func:`upgrade` (``warrantyd db upgrade``, and automatically by ``run
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_SECONDS = 30
+"""How long a transaction waits for SQLite's write lock before it fails."""
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -27,7 +30,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -38,7 +41,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
@@ -90,6 +93,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _sqlite_writer_lock(url: str) -> threading.RLock:
+    """The one lock per SQLite database that this process's transactions take in turn.
+
+    Every transaction on SQLite takes the write lock (``BEGIN IMMEDIATE``), and a thread
+    that finds it taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15 ms ...
+    between tries: a sender thread waiting behind a processing thread slept through most
+    of the gaps between its transactions.  Waiting here instead wakes a thread as soon as
+    the lock is free.  Other processes (a CLI command) still wait in the busy handler.
+    """
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(url, threading.RLock())
+
+
 class Database:
     """One engine and its session factory; the daemon keeps one, each CLI call makes one."""
 
@@ -97,6 +117,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = (_sqlite_writer_lock(self.engine.url.render_as_string(hide_password=False))
+                         if self.engine.dialect.name == "sqlite" else None)
 
     @property
     def is_postgresql(self) -> bool:
@@ -108,8 +130,22 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on any error."""
-        with self.sessions() as session, session.begin():
+        with self._turn(), self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On SQLite, this process's turn to write (see :func:`_sqlite_writer_lock`)."""
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise TimeoutError(f"the SQLite database {self.url} stayed locked by another "
+                               f"thread for {SQLITE_BUSY_SECONDS} s")
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -29,6 +29,7 @@ from warrantyd.daemon.imap import (
     parse_fetch_bodies,
     parse_search,
     quote_mailbox,
+    uid_set,
 )
 from warrantyd.daemon.intake import ImapIntake, mailbox_key
 from warrantyd.storage.db import Database
@@ -411,3 +412,10 @@ async def test_untrusted_certificate_is_refused(dovecot: Dovecot, user: str,
 
 def test_imap_module_logs_under_the_intake_logger() -> None:
     assert imap_module.log.name == intake_module.log.name == "warrantyd.intake"
+
+
+def test_uid_sets_write_runs_as_ranges() -> None:
+    assert uid_set([7]) == "7"
+    assert uid_set([9, 3, 4, 5, 7, 10, 4]) == "3:5,7,9:10"
+    with pytest.raises(ValueError):
+        uid_set([])

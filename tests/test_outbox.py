@@ -629,3 +629,28 @@ async def test_claims_of_a_dead_sender_on_this_host_are_released_at_start(
     assert sender.release_dead_claims() == 1
     assert await sender.send_due() == 1
     assert [m.rcpt_tos for m in sink.messages] == [(VENDOR,)]
+
+
+async def test_composed_bytes_read_back_as_written(database: Database, sink: SmtpSink,
+                                                   clock: FakeClock) -> None:
+    """Long and non-ASCII headers are folded and encoded, long lines quoted-printable, and a
+    body that contains what looks like a boundary does not break the multipart."""
+    subject = ("[SR-12] Approval digest #40: 3 drafts to approve - water is coming in under "
+               "the back door every time it rains hard")
+    text = ("--===============0000000000000000001==\n" + "A line that is much longer than "
+            "seventy-eight characters, so that it cannot be sent as it is = or it breaks.\n")
+    queue(database, to='"Müller, Jürgen" <jm@example.com>', subject=subject, text=text,
+          html="<p>Grüße</p>", from_name="Acme Homes (Warranty)",
+          references=[f"ref.{n}.{'x' * 20}@mail.example" for n in range(6)])
+    await make_sender(database, sink, clock).send_due()
+    [got] = sink.messages
+    assert got.raw.isascii()
+    assert all(len(line) <= 78 for line in got.raw.split(b"\r\n")), "folded to 78 columns"
+    msg = got.message
+    assert msg["Subject"] == subject
+    assert msg["To"].addresses[0].display_name == "Müller, Jürgen"
+    assert msg["From"].addresses[0].display_name == "Acme Homes (Warranty)"
+    assert len(msg["References"].split()) == 6
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert "Grüße" in msg.get_body(("html",)).get_content()
+    assert not msg.defects and not any(part.defects for part in msg.walk())
