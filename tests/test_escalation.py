@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from config_builder import LEE, PAT, US, build_config
 from sqlalchemy import select
-from vendor_jobs import NoDrafter
+from vendor_jobs import process_mail
 
-from warrantyd.daemon import process
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.digests import queue_digests_for_request
 from warrantyd.daemon.followup import ESCALATION_EVENT, queue_emergency_escalations
@@ -32,11 +31,9 @@ from warrantyd.daemon.scheduler import (
     jobs_from_config,
 )
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
     HistoryEvent,
     Home,
-    InboundMessage,
     OutboundMessage,
     ServiceRequest,
     Vendor,
@@ -235,14 +232,10 @@ async def test_the_escalation_answers_the_approval_digest(database: Database,
     raw = (f"From: Pat <{PAT}>\nTo: {reply_to}\nSubject: Re: {as_email(row)['Subject']}\n"
            f"Message-ID: <e{next(_uids)}@mail.example>\n"
            "Content-Type: text/plain; charset=utf-8\n\naccept 1\n").encode()
+    inbound = await process_mail(database, config, raw, mailbox=mailbox_key(config.mailbox),
+                                 clock=lambda: T0 + timedelta(minutes=40))
+    assert inbound.status == "done"
     with database.session() as s:
-        inbound, _ = store_inbound(s, mailbox=mailbox_key(config.mailbox), uidvalidity=1,
-                                   uid=next(_uids), raw=raw)
-        inbound_id = inbound.id
-    await process.Processor(config, database, NoDrafter(),
-                            clock=lambda: T0 + timedelta(minutes=40)).process_pending()
-    with database.session() as s:
-        assert s.get(InboundMessage, inbound_id).status == "done"  # type: ignore[union-attr]
         wo = s.get(WorkOrder, wo_id)
         assert wo is not None and wo.status == "in_progress" and wo.vendor is not None
         assert wo.vendor.email == ACE

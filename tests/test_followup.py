@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 from config_builder import LEE, PAT, build_config
 from sqlalchemy import select
-from vendor_jobs import NoDrafter
+from vendor_jobs import process_mail
 
-from warrantyd.daemon import process
 from warrantyd.daemon.config import Config, ConfigError
 from warrantyd.daemon.digests import queue_pending_digest
 from warrantyd.daemon.followup import (
@@ -36,12 +35,10 @@ from warrantyd.daemon.intake import mailbox_key
 from warrantyd.daemon.reports import build_wo_filter, needs_followup, wo_list
 from warrantyd.daemon.tokens import find_token, installation_secret
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
     Digest,
     HistoryEvent,
     Home,
-    InboundMessage,
     OutboundMessage,
     ReplyToken,
     ServiceRequest,
@@ -545,15 +542,9 @@ async def deliver(database: Database, config: Config, *, sender: str, to: str, b
            f"Message-ID: <f{next(_uids)}@mail.example>\n{extra}"
            f"Content-Type: text/plain; charset=utf-8\n\n{body}\n\n"
            f"On Mon, Acme wrote:\n> accept all\n").encode()
-    with database.session() as s:
-        row, _ = store_inbound(s, mailbox=mailbox_key(config.division(division).mailbox),
-                               uidvalidity=1, uid=next(_uids), raw=raw)
-        inbound_id = row.id
-    await process.Processor(config, database, NoDrafter(),
-                            clock=lambda: NOW + timedelta(minutes=5)).process_pending()
-    with database.session() as s:
-        row = s.get(InboundMessage, inbound_id)
-        assert row is not None and row.status in ("done", "ignored"), row.last_error
+    await process_mail(database, config, raw,
+                       mailbox=mailbox_key(config.division(division).mailbox),
+                       clock=lambda: NOW + timedelta(minutes=5))
 
 
 def state(database: Database, wo_id: int) -> tuple[str, str | None, bool]:

@@ -21,15 +21,14 @@ from vendor_jobs import (
     DANA,
     STAFF,
     US,
-    NoDrafter,
     make_config,
     make_job,
+    process_mail,
     send_to,
 )
 
 from warrantyd.daemon.config import Config, SmtpConfig
 from warrantyd.daemon.outbox import OutboxSender
-from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendor_reader import read_reply
 from warrantyd.daemon.vendors import (
     WorkOrderStateError,
@@ -40,7 +39,6 @@ from warrantyd.daemon.vendors import (
 )
 from warrantyd.daemon.web import WebServer
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
     HistoryEvent,
     InboundMessage,
@@ -116,15 +114,7 @@ def vendor_mail(sender: str, body: str, *, to: str = US, subject: str = "Re: job
 
 
 async def deliver(database: Database, config: Config, raw: bytes) -> InboundMessage:
-    with database.session() as s:
-        row, _ = store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=next(_uid), raw=raw)
-        inbound_id = row.id
-    await Processor(config, database, NoDrafter()).process_pending()
-    with database.session() as s:
-        row = s.get(InboundMessage, inbound_id)
-        assert row is not None
-        s.expunge(row)
-        return row
+    return await process_mail(database, config, raw, mailbox="m/INBOX")
 
 
 def notice_of(database: Database, vendor_email: str = ACE) -> tuple[OutboundMessage, str]:

@@ -7,7 +7,10 @@ vendor the way the ``assign`` command does.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from sqlalchemy import select
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
+from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendors import add_access_note, assign_vendor
 from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.db import Database
@@ -27,6 +31,7 @@ from warrantyd.storage.models import (
     HistoryEvent,
     Home,
     Homeowner,
+    InboundMessage,
     ServiceRequest,
     Vendor,
     WorkOrder,
@@ -34,7 +39,7 @@ from warrantyd.storage.models import (
 )
 
 __all__ = ["ACE", "BOB", "DANA", "STAFF", "US", "Job", "NoDrafter", "image_bytes", "make_config",
-           "make_job", "send_to"]
+           "make_job", "process_mail", "send_to"]
 
 ACE = "ace@plumb.example.net"
 BOB = "bob@drywall.example.org"
@@ -45,6 +50,26 @@ class NoDrafter:
 
     async def draft(self, request: DraftRequest) -> DraftResult:
         return DraftResult(issues=[], engine=self.engine)
+
+
+_uids = itertools.count(10_000)
+
+
+async def process_mail(database: Database, config: Config, raw: bytes, *, mailbox: str,
+                       clock: Callable[[], datetime] | None = None) -> InboundMessage:
+    """``raw`` as fetched from ``mailbox`` (an ``address/folder`` key), through the real
+    Processor (no drafter); the inbound row afterwards, which must not have failed."""
+    with database.session() as s:
+        row, _ = store_inbound(s, mailbox=mailbox, uidvalidity=1, uid=next(_uids), raw=raw)
+        inbound_id = row.id
+    processor = (Processor(config, database, NoDrafter(), clock=clock) if clock is not None
+                 else Processor(config, database, NoDrafter()))
+    await processor.process_pending()
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None and row.status in ("done", "ignored"), row and row.last_error
+        s.expunge(row)
+        return row
 
 
 def make_config(tmp_path: Path, database: Database, **drafter: object) -> Config:
