@@ -20,7 +20,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
+from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
 from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendors import add_access_note, assign_vendor
 from warrantyd.storage.blobs import BlobStore
@@ -38,8 +38,8 @@ from warrantyd.storage.models import (
     utcnow,
 )
 
-__all__ = ["ACE", "BOB", "DANA", "STAFF", "US", "Job", "NoDrafter", "image_bytes", "make_config",
-           "make_job", "process_mail", "send_to"]
+__all__ = ["ACE", "BOB", "DANA", "STAFF", "US", "FakeDrafter", "Job", "NoDrafter", "image_bytes",
+           "make_config", "make_job", "process_mail", "send_to"]
 
 ACE = "ace@plumb.example.net"
 BOB = "bob@drywall.example.org"
@@ -50,6 +50,28 @@ class NoDrafter:
 
     async def draft(self, request: DraftRequest) -> DraftResult:
         return DraftResult(issues=[], engine=self.engine)
+
+
+class FakeDrafter:
+    """One plumbing issue per line of text; a line with "gas" is an emergency; "boom"
+    raises; every issue suggests the vendor ``suggest``.  Keeps the requests it saw."""
+
+    engine = "fake"
+
+    def __init__(self, suggest: str | None = None) -> None:
+        self.suggest = suggest
+        self.requests: list[DraftRequest] = []
+
+    async def draft(self, request: DraftRequest) -> DraftResult:
+        self.requests.append(request)
+        if "boom" in request.text:
+            raise RuntimeError("drafter exploded")
+        issues = [DraftIssue(trade="plumbing", priority="emergency" if "gas" in line else "routine",
+                             location=None, title=line.strip()[:60], description=line.strip(),
+                             suggested_vendor=self.suggest,
+                             emergency_reason="gas smell" if "gas" in line else None)
+                  for line in request.text.splitlines() if len(line.strip()) > 12]
+        return DraftResult(issues=issues, engine=self.engine, usage={"input_tokens": 5})
 
 
 _uids = itertools.count(10_000)
