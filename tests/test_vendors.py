@@ -319,6 +319,44 @@ async def test_a_reply_by_message_id_from_the_vendor_counts_but_not_from_anyone_
     assert get_wo(database, job.wo_id).status == "completed"
 
 
+async def test_a_vendor_heard_from_after_a_bounce_is_reachable_again(
+        database: Database, config: Config) -> None:
+    """Mail to Ace bounced; then Ace writes from that address: new jobs may go to Ace again.
+    A colleague answering on the thread, or a reply written before the bounce, proves
+    nothing about Ace's mailbox."""
+    job = make_job(database, config)
+    send_to(database, config, job.wo_id, ACE)
+    row, reply_to = notice_of(database)
+    bounced = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # an hour before REPLY_DATE
+
+    def mark_bounced() -> None:
+        with database.session() as s:
+            vendor = s.scalars(select(Vendor).where(Vendor.email == ACE)).one()
+            vendor.bounced_at = bounced
+            wo = s.get(WorkOrder, job.wo_id)
+            assert wo is not None
+            wo.flags = [*wo.flags, "vendor email bounced"]
+
+    def ace_bounced_at() -> datetime | None:
+        with database.session() as s:
+            return s.scalars(select(Vendor.bounced_at).where(Vendor.email == ACE)).one()
+
+    mark_bounced()
+    old = vendor_mail(ACE, "Got it, thanks.", to=reply_to, in_reply_to=row.message_id)
+    await deliver(database, config, old.replace(REPLY_DATE.encode(),
+                                                b"Tue, 01 Dec 2026 00:30:00 -0700"))
+    assert ace_bounced_at() is not None, "written before the bounce"
+    await deliver(database, config, vendor_mail("dispatch@plumb.example.net", "Got it.",
+                                                to=reply_to, in_reply_to=row.message_id))
+    assert ace_bounced_at() is not None, "a colleague's address says nothing about Ace's"
+    await deliver(database, config, vendor_mail(ACE, "Got it, thanks.", to=reply_to,
+                                                in_reply_to=row.message_id))
+    assert ace_bounced_at() is None
+    assert "vendor email bounced" not in get_wo(database, job.wo_id).flags
+    [event] = [e for e in events(database, job.wo_id) if e.event == "vendor_reachable"]
+    assert "2026-12-01" in event.detail and "new jobs may be sent" in event.detail
+
+
 async def test_a_forged_vendor_from_with_only_the_subject_tag_changes_nothing(
         database: Database, config: Config) -> None:
     """Anyone can write the vendor's From and "[WO-n]": that is a flag, never a completion."""
