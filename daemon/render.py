@@ -36,17 +36,28 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+def translation(template: str, language: str | None) -> str | None:
+    """The language ``email/TEMPLATE`` goes out in for a reader of ``language``: its code when
+    ``email/TEMPLATE.LANG.txt`` exists, else None (the English original).
+
+    Anything else in that mail written in the reader's language (a visit's date) asks this
+    too, so words and template cannot disagree.
+    """
+    lang = (language or "").lower()[:2]
+    if lang.isalpha() and lang != "en" and (TEMPLATES_DIR / "email" /
+                                            f"{template}.{lang}.txt").exists():
+        return lang
+    return None
+
+
 def localized(template: str, language: str | None) -> str:
     """``email/TEMPLATE.LANG`` when that translation exists, else ``email/TEMPLATE``.
 
     Mail to homeowners is written in their language where we have a translation; staff and
     vendor mail stays in the company's language.
     """
-    lang = (language or "").lower()[:2]
-    if lang.isalpha() and lang != "en" and (TEMPLATES_DIR / "email" /
-                                            f"{template}.{lang}.txt").exists():
-        return f"{template}.{lang}"
-    return template
+    lang = translation(template, language)
+    return f"{template}.{lang}" if lang else template
 
 
 def render_mail(template: str, *, language: str | None = None,

@@ -45,7 +45,7 @@ from warrantyd.daemon.actions import (
 from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.links import LINK_DAYS, make_link_token, page_url
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
-from warrantyd.daemon.render import render_mail
+from warrantyd.daemon.render import localized, render, render_mail, translation
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.parsers.classify import Classification
 from warrantyd.parsers.message import ParsedMessage
@@ -214,24 +214,75 @@ def add_access_note(session: Session, wo: WorkOrder, text: str, actor: str,
                   sr_id=wo.service_request_id, wo_id=wo.id, at=now)
 
 
-def format_visit(start: datetime, end: datetime | None, timezone: str) -> str:
-    """``Thursday, December 3, 2026, 8:00 AM to 10:00 AM`` in company time."""
+# The names are written here rather than taken from the C library's locales: a server has
+# whichever locales were installed, and a homeowner's mail must not depend on that.
+_WEEKDAYS = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+    "pt": ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira",
+           "sábado", "domingo"),
+}
+_MONTHS = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+           "septiembre", "octubre", "noviembre", "diciembre"),
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"),
+    "pt": ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto",
+           "setembro", "outubro", "novembro", "dezembro"),
+}
+
+
+def format_visit(start: datetime, end: datetime | None, timezone: str,
+                 language: str | None = None) -> str:
+    """``Thursday, December 3, 2026, 8:00 AM to 10:00 AM`` in company time.
+
+    In the homeowner's ``language`` when we have its words ("jueves, 3 de diciembre de 2026,
+    8:00 a. m. a 10:00 a. m.", "jeudi 3 décembre 2026, 8 h 00 à 10 h 00", "quinta-feira,
+    3 de dezembro de 2026, 8:00 às 10:00"), else in English.
+    """
+    lang = language if language in _WEEKDAYS else "en"
     zone = ZoneInfo(timezone)
     local = start.astimezone(zone)
-    text = f"{local:%A}, {local:%B} {local.day}, {local.year}, {_clock(local)}"
+    text = f"{_day(local, lang)}, {_clock(local, lang)}"
     if end is not None:
-        text += f" to {_clock(end.astimezone(zone))}"
+        finish = end.astimezone(zone)
+        text += f" {_until(finish, lang)} {_clock(finish, lang)}"
     return text
 
 
-def _clock(moment: datetime) -> str:
+def _day(local: datetime, lang: str) -> str:
+    weekday, month = _WEEKDAYS[lang][local.weekday()], _MONTHS[lang][local.month - 1]
+    if lang == "en":
+        return f"{weekday}, {month} {local.day}, {local.year}"
+    if lang == "fr":
+        return f"{weekday} {'1er' if local.day == 1 else local.day} {month} {local.year}"
+    return f"{weekday}, {local.day} de {month} de {local.year}"
+
+
+def _clock(moment: datetime, lang: str = "en") -> str:
+    if lang == "fr":
+        return f"{moment.hour} h {moment.minute:02d}"
+    if lang == "pt":
+        return f"{moment.hour}:{moment.minute:02d}"
     hour = moment.hour % 12 or 12
+    if lang == "es":
+        return f"{hour}:{moment.minute:02d} {'a. m.' if moment.hour < 12 else 'p. m.'}"
     return f"{hour}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
+
+
+def _until(finish: datetime, lang: str) -> str:
+    """The word between a window's two times: "to", "a", "à", "às" ("à 1:00", one o'clock)."""
+    if lang == "pt":
+        return "à" if finish.hour == 1 else "às"
+    return {"es": "a", "fr": "à"}.get(lang, "to")
 
 
 def _date(moment: datetime, timezone: str) -> str:
     local = moment.astimezone(ZoneInfo(timezone))
-    return f"{local:%B} {local.day}, {local.year}"
+    return f"{_MONTHS['en'][local.month - 1]} {local.day}, {local.year}"
 
 
 def division_of(config: Config, sr: ServiceRequest) -> DivisionConfig:
@@ -486,17 +537,21 @@ def alert_staff_vendor_bounce(session: Session, config: Config, wo: WorkOrder, d
 # --- to the homeowner -------------------------------------------------------------------------
 
 def _homeowner_mail(session: Session, config: Config, sr: ServiceRequest, *, kind: str,
-                    template: str, subject: str, dedupe_key: str, now: datetime,
+                    template: str, dedupe_key: str, now: datetime,
                     work_order_id: int | None = None, **context: object) -> OutboundMessage:
+    """``email/TEMPLATE`` and its subject ``email/TEMPLATE_subject`` to the homeowner, in
+    their language (``sr.language``) where we have the translation, threaded under the ack."""
     secret = installation_secret(session, config.web.secret_env)
     token = issue_token(session, secret, kind="homeowner", address=sr.requester_email,
                         days=HOMEOWNER_TOKEN_DAYS, service_request_id=sr.id, now=now)
     ack = session.scalars(select(OutboundMessage).where(
         OutboundMessage.service_request_id == sr.id, OutboundMessage.kind == "ack")
         .order_by(OutboundMessage.id)).first()
-    text, html = render_mail(template, name=sr.requester_name, company=config.company.name,
-                             sr_ref=sr.ref, address=sr.home.address if sr.home else None,
-                             **context)
+    text, html = render_mail(template, language=sr.language, name=sr.requester_name,
+                             company=config.company.name, sr_ref=sr.ref,
+                             address=sr.home.address if sr.home else None, **context)
+    subject = render(f"email/{localized(f'{template}_subject', sr.language)}.txt",
+                     sr_ref=sr.ref, **context).strip()
     division = division_of(config, sr)
     return queue_mail(
         session, our_address=division.mailbox.address, from_name=division.from_name,
@@ -508,16 +563,21 @@ def _homeowner_mail(session: Session, config: Config, sr: ServiceRequest, *, kin
 
 def tell_homeowner_scheduled(session: Session, config: Config, wo: WorkOrder,
                              now: datetime) -> OutboundMessage | None:
-    """The date and the vendor's name, never the vendor's own words."""
+    """The date and the vendor's name, never the vendor's own words.
+
+    The date is written in the language of the mail it goes in; the history keeps it in
+    English, for staff."""
     sr = wo.service_request
     if wo.scheduled_for is None or wo.vendor is None or not sr.requester_email:
         return None
-    when = format_visit(wo.scheduled_for, wo.window_end, config.company.timezone)
+    tz = config.company.timezone
+    when = format_visit(wo.scheduled_for, wo.window_end, tz)
     row = _homeowner_mail(
         session, config, sr, kind="homeowner_scheduled", template="homeowner_scheduled",
-        subject=f"[{sr.ref}] Visit scheduled: {_title(wo)}",
         dedupe_key=f"scheduled:{wo.ref}:{wo.scheduled_for.isoformat()}", now=now,
-        work_order_id=wo.id, when=when, vendor_name=wo.vendor.name, title=_title(wo),
+        work_order_id=wo.id, vendor_name=wo.vendor.name, title=_title(wo),
+        when=format_visit(wo.scheduled_for, wo.window_end, tz,
+                          translation("homeowner_scheduled", sr.language)),
         windowed=wo.window_end is not None)
     if not _has_event(session, wo, "homeowner_told_schedule", row):
         record(session, "homeowner_told_schedule", SYSTEM,
@@ -573,7 +633,6 @@ def resolve_if_done(session: Session, config: Config, sr: ServiceRequest,
         return []
     row = _homeowner_mail(
         session, config, sr, kind="homeowner_resolved", template="homeowner_resolved",
-        subject=f"[{sr.ref}] Your warranty request is resolved",
         dedupe_key=f"resolved:{sr.ref}:{round_no}", now=now,
         items=[_title(wo) for wo in done])
     record(session, "homeowner_told_resolved", SYSTEM, f"{sr.requester_email} told",

@@ -1184,25 +1184,63 @@ def _shares_object(reference: str, issue: str) -> bool:
 
 # --- language ---------------------------------------------------------------------------
 
+# Function words and a few everyday ones, per language.  A word two languages share (Spanish
+# and Portuguese "de", "que", "está"; Spanish and French "la", "en") is listed under both and
+# counts for both, so only the words one language has alone decide between them: Spanish
+# "el", "los", "una", "con", "usted", "gracias"; Portuguese "não", "uma", "com", "você", "da";
+# French "le", "les", "une", "avec", "vous", "merci".  English mail often carries a Spanish
+# street name, and other mail English trade words ("drywall", "GFCI"): those are too few to
+# outweigh the function words of the mail's own language.
 _SPANISH_WORDS = frozenset({
     "el", "la", "los", "las", "de", "del", "que", "y", "en", "por", "para", "una", "un", "es",
-    "está", "tenemos", "hay", "no", "se", "muy", "nuestra", "nuestro", "gracias", "también",
-    "cuando", "pero", "como", "agua", "puerta", "baño"
+    "está", "están", "tenemos", "hay", "no", "se", "muy", "nuestra", "nuestro", "gracias",
+    "también", "cuando", "pero", "como", "agua", "puerta", "baño", "con", "usted", "ustedes",
+    "su", "sus", "al", "lo", "le", "les", "mi", "mis", "ya", "hola", "hace", "desde", "tiene",
+    "esta", "este", "sí", "días", "cocina", "ventana", "favor", "señores", "buenas", "buenos",
+    "nos",
+})
+_PORTUGUESE_WORDS = frozenset({
+    "de", "que", "para", "por", "se", "como", "está", "estão", "esta", "este",
+    "não", "você", "vocês", "obrigado", "obrigada", "uma", "um", "com", "nossa", "nosso",
+    "da", "das", "dos", "em", "na", "nas", "nos", "ao", "é", "são", "muito", "também",
+    "quando", "mas", "já", "olá", "oi", "meu", "minha", "temos", "tem", "há", "porta",
+    "banheiro", "cozinha", "água", "janela", "desde", "dias", "bom", "boa", "pela", "pelo",
+    "isso", "ele", "ela", "estamos", "favor",
+})
+_FRENCH_WORDS = frozenset({
+    "le", "la", "les", "de", "des", "du", "que", "qui", "et", "en", "est", "une", "un", "se",
+    "avec", "pour", "pas", "ne", "nous", "vous", "votre", "vos", "notre", "nos", "je", "il",
+    "elle", "sont", "dans", "sur", "mais", "aussi", "merci", "bonjour", "très", "depuis",
+    "quand", "au", "aux", "ce", "cette", "ces", "ça", "avons", "avez", "été", "fuite",
+    "porte", "eau", "cuisine", "salle", "fenêtre", "l", "d", "j", "qu", "n",
 })
 _ENGLISH_WORDS = frozenset({
     "the", "and", "is", "of", "to", "in", "our", "it", "we", "this", "that", "with", "on",
-    "for", "have", "has", "not", "but", "when"
+    "for", "have", "has", "not", "but", "when", "i", "my", "you", "your", "are", "was",
+    "there", "from", "at", "be", "been", "can", "will", "please", "thanks", "thank", "hi",
+    "hello", "would", "could", "they", "just", "since", "an", "if", "its", "now", "again", "no",
 })
+_LANGUAGE_WORDS = {"en": _ENGLISH_WORDS, "es": _SPANISH_WORDS, "pt": _PORTUGUESE_WORDS,
+                   "fr": _FRENCH_WORDS}
+_KNOWN_WORDS = frozenset().union(*_LANGUAGE_WORDS.values())
 
 
 def detect_language(text: str) -> str | None:
-    """"es" or "en" from common function words; None for text too short to tell."""
-    words = re.findall(r"[a-záéíóúñü]+", text.lower())
-    es = sum(w in _SPANISH_WORDS for w in words)
-    en = sum(w in _ENGLISH_WORDS for w in words)
-    if es + en < 3:
+    """"en", "es", "fr" or "pt" from common words; None for text too short to tell.
+
+    The homeowner hears from us in this language, so a doubt goes to English: a tie with
+    English is English, and a tie between two other languages is None (English mail).
+    """
+    words = [w for w in re.findall(r"[a-zà-öø-ÿœ]+", text.lower()) if w in _KNOWN_WORDS]
+    if len(words) < 3:
         return None
-    return "es" if es > en else "en"
+    scores = {lang: sum(w in vocabulary for w in words)
+              for lang, vocabulary in _LANGUAGE_WORDS.items()}
+    best = max(scores.values())
+    leaders = [lang for lang, score in scores.items() if score == best]
+    if "en" in leaders:
+        return "en"
+    return leaders[0] if len(leaders) == 1 else None
 
 
 # --- vendors ----------------------------------------------------------------------------
