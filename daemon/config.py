@@ -24,6 +24,7 @@ from warrantyd.daemon.drafters.base import TRADES
 from warrantyd.storage.models import MAIN_DIVISION
 
 if TYPE_CHECKING:
+    from warrantyd.daemon.health import HealthThresholds
     from warrantyd.storage.queries import FollowupThresholds
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -182,6 +183,30 @@ class FollowupConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """``[health]``: how long trouble may last before ``/healthz`` answers 503 (minutes)."""
+
+    intake_disconnected_minutes: float = 10.0
+    """No connection to a mailbox (and no pass) for this long; short outages reconnect."""
+    intake_silent_minutes: float = 30.0
+    """Connected, but no pass over a mailbox for this long: the connection hangs."""
+    outbox_stuck_minutes: float = 30.0
+    """The oldest mail still queued was written this long ago: mail is not going out."""
+
+    KEYS = ("intake_disconnected_minutes", "intake_silent_minutes", "outbox_stuck_minutes")
+
+    @property
+    def thresholds(self) -> HealthThresholds:
+        """The :class:`~warrantyd.daemon.health.HealthThresholds` of these settings."""
+        from warrantyd.daemon.health import HealthThresholds
+
+        return HealthThresholds(
+            intake_disconnected_seconds=self.intake_disconnected_minutes * 60,
+            intake_silent_seconds=self.intake_silent_minutes * 60,
+            outbox_stuck_seconds=self.outbox_stuck_minutes * 60)
+
+
+@dataclass(frozen=True)
 class VendorConfig:
     name: str
     email: str
@@ -242,6 +267,7 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
     """``extra["followup"]``: the ``[followup]`` rule thresholds, validated (see ``followup``)."""
     followup: FollowupConfig = field(default_factory=FollowupConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     other_divisions: tuple[DivisionConfig, ...] = ()
     """The ``[[divisions]]`` tables; the top-level tables are :data:`MAIN_DIVISION`."""
 
@@ -444,7 +470,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
     where = str(path) if path else "config"
     base_dir = path.parent if path else Path.cwd()
     known = {"company", "mailbox", "smtp", "database", "storage", "drafter", "staff", "web",
-             "vendors", "homes", "followup", "divisions"}
+             "vendors", "homes", "followup", "divisions", "health"}
     for key in data:
         if key not in known:
             problems.append(f"{where}: unknown table [{key}] (known: {', '.join(sorted(known))})")
@@ -538,6 +564,10 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
 
     followup = _followup_config(_Reader(f"{where}: [followup]", data.get("followup"), problems),
                                 timezone)
+    hl = _Reader(f"{where}: [health]", data.get("health"), problems)
+    health = HealthConfig(**{key: hl.positive(key, getattr(HealthConfig, key))
+                             for key in HealthConfig.KEYS})
+    hl.unknown_keys()
 
     if problems:
         raise ConfigError(problems)
@@ -548,7 +578,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         storage=StorageConfig(data_dir=data_dir, blobs=blobs),
         drafter=drafter, staff=staff, web=web,
         vendors=vendors, homes=homes, partial=partial,
-        extra={"followup": followup.threshold_table()}, followup=followup,
+        extra={"followup": followup.threshold_table()}, followup=followup, health=health,
         other_divisions=divisions,
     )
 

@@ -279,8 +279,31 @@ def _local(config: Config, when: datetime) -> datetime:
     return when.astimezone(zone)
 
 
+FOLLOWUP_SLOT_PREFIX = "followup_digest:"
+"""``setting`` rows ``followup_digest:<division>:<slot>`` = the id of that slot's follow-up
+digest (followup.py): the claim of the slot, so it is sent once across daemons."""
+
+
+def followup_slot_key(slot: str, division: str) -> str:
+    """The ``setting`` row that claims the follow-up digest of ``division`` for ``slot``."""
+    key = f"{FOLLOWUP_SLOT_PREFIX}{division}:{slot}"
+    if len(key) <= 100:
+        return key
+    return f"{FOLLOWUP_SLOT_PREFIX}{hashlib.sha256(division.encode()).hexdigest()[:32]}:{slot}"
+
+
+def approval_digests() -> ColumnElement[bool]:
+    """The condition that a ``digest`` row is an approval digest, not a follow-up digest.
+
+    A follow-up digest is answered like an approval digest, but it is no approval digest:
+    what it lists has not been up for approval, and "since the last digest" (drafts, flags,
+    refused mail) counts from the last approval digest only.
+    """
+    return Digest.kind == "approval"
+
+
 def _last_digest_at(session: Session, config: Config, division: str) -> datetime | None:
-    query = select(func.max(Digest.created_at))
+    query = select(func.max(Digest.created_at)).where(approval_digests())
     scope = in_division(config, Digest.division, division)
     if scope is not None:
         query = query.where(scope)
@@ -416,7 +439,8 @@ def _undigested_drafts(session: Session, config: Config, division: str) -> list[
         return []
     oldest = min(wo.created_at for wo in drafts) - timedelta(minutes=1)
     seen: set[int] = set()
-    for ids in session.scalars(select(Digest.work_order_ids).where(Digest.created_at >= oldest)):
+    for ids in session.scalars(select(Digest.work_order_ids).where(Digest.created_at >= oldest,
+                                                                   approval_digests())):
         seen.update(i for i in ids if isinstance(i, int))
     return [wo for wo in drafts if wo.id not in seen]
 

@@ -58,7 +58,7 @@ StatusProvider = Callable[[], Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """How long trouble may last before ``/healthz`` answers 503."""
+    """How long trouble may last before ``/healthz`` answers 503 (``[health]`` in minutes)."""
 
     intake_disconnected_seconds: float = 600.0
     """No connection to the mailbox (and no pass) for this long: mail is not being read.
@@ -326,12 +326,12 @@ class HealthPages:
 
     def __init__(self, config: Config, db: Database, *, clock: Callable[[], datetime] = utcnow,
                  status: StatusProvider | None = None,
-                 thresholds: HealthThresholds = HealthThresholds()) -> None:
+                 thresholds: HealthThresholds | None = None) -> None:
         self.config = config
         self.db = db
         self.clock = clock
         self.status = status
-        self.thresholds = thresholds
+        self.thresholds = thresholds or config.health.thresholds
         self.started_at = clock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(WarrantydCollector(self.snapshot))
@@ -373,8 +373,8 @@ def _dumps(data: Any) -> str:
 def register_health(app: web.Application, config: Config, db: Database, *,
                     clock: Callable[[], datetime] = utcnow,
                     status: StatusProvider | None = None,
-                    thresholds: HealthThresholds = HealthThresholds()) -> HealthPages:
-    """Add ``GET /healthz`` and ``GET /metrics`` to ``app``."""
+                    thresholds: HealthThresholds | None = None) -> HealthPages:
+    """Add ``GET /healthz`` and ``GET /metrics`` to ``app`` (thresholds: ``[health]``)."""
     pages = HealthPages(config, db, clock=clock, status=status, thresholds=thresholds)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/metrics", pages.metrics)

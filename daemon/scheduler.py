@@ -47,6 +47,7 @@ log = logging.getLogger("warrantyd.scheduler")
 
 FOLLOWUP_DIGEST_JOB = "followup_digest"
 VENDOR_NUDGES_JOB = "vendor_nudges"
+EMERGENCY_ESCALATION_JOB = "emergency_escalation"
 APPROVAL_DIGEST_JOB = "approval_digest"
 MAX_SLOT_STEPS = 100_000
 """Bound on cron steps when looking back for a slot (an every-minute cron over 6 hours is 360)."""
@@ -132,6 +133,14 @@ def _vendor_nudges(ctx: JobContext) -> JobOutcome:
     return JobOutcome(len(rows), f"{len(rows)} vendor reminder(s)")
 
 
+def _emergency_escalation(ctx: JobContext) -> JobOutcome:
+    from warrantyd.daemon.followup import queue_emergency_escalations
+
+    rows = queue_emergency_escalations(ctx.session, ctx.config, ctx.now)
+    return JobOutcome(len(rows), f"emergency escalation to {len(rows)} staff" if rows
+                      else "no unhandled emergency")
+
+
 def _approval_digest(ctx: JobContext, division: str = MAIN_DIVISION) -> JobOutcome:
     from warrantyd.daemon.digests import queue_pending_digest
 
@@ -151,11 +160,12 @@ def approval_digest_job_name(division: str) -> str:
 
 
 def jobs_from_config(config: Config) -> list[ScheduledJob]:
-    """The follow-up digest, vendor reminders and, for each division whose ``[staff] digest``
-    is a cron expression, its approval digest; a job whose cron is "" is off.
+    """The follow-up digest, vendor reminders, emergency escalation and, for each division
+    whose ``[staff] digest`` is a cron expression, its approval digest; a job whose cron is
+    "" is off.
 
-    The follow-up digest and the reminders are one job each: one run covers every division
-    (each division's staff get their own follow-up digest).
+    The follow-up digest, the reminders and the escalation are one job each: one run covers
+    every division (each division's staff get their own follow-up digest and escalations).
     """
     from warrantyd.daemon.digests import IMMEDIATE, digest_mode
 
@@ -165,6 +175,9 @@ def jobs_from_config(config: Config) -> list[ScheduledJob]:
                                  _followup_digest))
     if config.followup.nudge_cron:
         jobs.append(ScheduledJob(VENDOR_NUDGES_JOB, config.followup.nudge_cron, _vendor_nudges))
+    if config.followup.escalation_cron:
+        jobs.append(ScheduledJob(EMERGENCY_ESCALATION_JOB, config.followup.escalation_cron,
+                                 _emergency_escalation))
     for division in config.divisions:
         if digest_mode(config, division.name) != IMMEDIATE:
             jobs.append(ScheduledJob(approval_digest_job_name(division.name),

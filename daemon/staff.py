@@ -69,11 +69,11 @@ from warrantyd.storage.models import (
     Vendor,
     WorkOrder,
 )
+from warrantyd.storage.queries import BOUNCED_FLAG
 
 log = logging.getLogger("warrantyd.staff")
 
 PRIORITIES = ("emergency", "urgent", "routine")
-BOUNCED_FLAG = "vendor email bounced"
 
 _PHASES = {"edit": 0, "assign": 1, "merge": 2, "accept": 3, "reject": 4, "new": 5, "note": 6,
            "complete": 7, "reopen": 8, "help": 9}

@@ -63,6 +63,7 @@ from warrantyd.storage.models import (
     WorkOrder,
     utcnow,
 )
+from warrantyd.storage.queries import BOUNCED_FLAG
 
 if TYPE_CHECKING:  # imported when first needed (see vendors.handle_vendor_reply)
     from warrantyd.parsers.vendor_reply import VendorReading
@@ -720,12 +721,34 @@ def handle_vendor_reply(ctx: MailContext) -> Effects:
     wo.updated_at = now
     record(session, "vendor_reply", ctx.sender, _reply_detail(reading, text, attachments),
            sr_id=sr.id, wo_id=wo.id, inbound=ctx.inbound, at=now)
+    _clear_bounce_if_heard_from(ctx, wo)
     effects = Effects(service_request=sr, work_orders=[wo])
     effects.outbound.extend(_apply_reading(ctx, wo, reading, text))
     row = _maybe_refresh_link(ctx, wo)
     if row is not None:
         effects.outbound.append(row)
     return effects
+
+
+def _clear_bounce_if_heard_from(ctx: MailContext, wo: WorkOrder) -> None:
+    """A vendor whose address bounced and who now writes from it is reachable again: new
+    jobs may go to it, and this job's bounce flag goes (the vendor has it now).  Only mail
+    from the vendor's own address, written after the bounce, counts: a colleague answering
+    on the thread proves nothing about the vendor's mailbox."""
+    vendor = wo.vendor
+    if vendor is None or vendor.bounced_at is None or ctx.sender != vendor.email:
+        return
+    written = ctx.msg.date or ctx.now
+    if written <= vendor.bounced_at:
+        return
+    bounced = vendor.bounced_at
+    vendor.bounced_at = None
+    _drop_flags(wo, BOUNCED_FLAG)
+    record(ctx.session, "vendor_reachable", SYSTEM,
+           f"{vendor.name} <{vendor.email}> wrote after mail to it bounced on "
+           f"{bounced.astimezone(ZoneInfo(ctx.config.company.timezone)):%Y-%m-%d}: the "
+           f"address works again and new jobs may be sent to it",
+           sr_id=wo.service_request_id, wo_id=wo.id, at=ctx.now)
 
 
 def _refuse(ctx: MailContext, wo: WorkOrder, reading: VendorReading, text: str) -> Effects:

@@ -10,6 +10,7 @@ Staff approve drafts by replying to the digest with one command per line above t
     merge 1 2                        merge 1, 2 and 3
     new: Re-seal the shower door, master bath
     complete WO-12    reopen WO-12    note WO-12: gate code 4471
+    complete 2        (an item of the digest replied to)
     help
 
 This module only *reads*: it turns text into :class:`Command` values and
@@ -92,7 +93,7 @@ Numbers are the item numbers of that digest; WO-n works too.
   assign 1 to Ace Plumbing              (vendor name, alias or email)
   merge 1 2           (one work order for both issues, same vendor)
   new: Re-seal the shower door, master bath   (extra work order on this request)
-  complete WO-12      reopen WO-12
+  complete WO-12      reopen WO-12      (or the item number: complete 2)
   note WO-12: gate code 4471            (internal; vendors never see notes)
   help
 
@@ -497,11 +498,6 @@ def _parse_assign_reversed(draft: _Draft, norm: str, orig: str, rest_at: int,
 def _check_verb_targets(draft: _Draft, line_no: int) -> None:
     """Problems that depend only on the verb and what it names, not on the digest."""
     verb = draft.verb
-    if verb in ("complete", "reopen") and draft.items:
-        draft.problems.append(
-            f"line {line_no}: {verb} takes a work order number, e.g. '{verb} WO-12', "
-            "not a digest item"
-        )
     if verb == "merge" and len(draft.items) + len(draft.wo) < 2:
         draft.problems.append(
             f"line {line_no}: merge needs two or more items, e.g. 'merge 1 2'"
@@ -762,7 +758,9 @@ def _finish(
                     )
             if draft.all:
                 items = list(range(1, count + 1))
-        elif draft.verb == "note" and items:
+        elif draft.verb in _WO_VERBS and items:
+            # complete/reopen/note act on any work order; on a digest an item number names
+            # the work order it lists (the follow-up digest lists work in progress).
             for item in items:
                 if 1 <= item <= count:
                     wo.append(_canonical_wo(digest_work_orders[item - 1]))
@@ -772,9 +770,10 @@ def _finish(
                         f"({_digest_range(count)})"
                     )
             items = []
-    elif draft.verb == "note" and items:
+    elif draft.verb in _WO_VERBS and items:
         problems.append(
-            f"line {draft.line}: note needs a work order number, e.g. 'note WO-12: text'"
+            f"line {draft.line}: {draft.verb} needs a work order number here (this mail is "
+            f"no digest with numbered items), e.g. '{_example(draft.verb)}'"
         )
         items = []
     if draft.verb in _ITEM_VERBS and not items and not wo and not draft.all:

@@ -356,6 +356,9 @@ class Digest(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     division: Mapped[str] = division_column()
+    kind: Mapped[str] = mapped_column(String(20), default="approval", server_default="approval")
+    """approval (drafts up for a decision) or followup (stuck work, answered the same way;
+    "since the last digest" counts from the last approval digest only)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     service_request_id: Mapped[int | None] = mapped_column(ForeignKey("service_request.id"))
     work_order_ids: Mapped[list[Any]] = mapped_column(default=list)

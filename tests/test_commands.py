@@ -188,6 +188,15 @@ def test_note_on_a_digest_item_names_its_work_order() -> None:
     assert only("note 2: gate code 1234").wo == ("WO-242",)
 
 
+def test_complete_and_reopen_take_digest_items_too() -> None:
+    """The follow-up digest lists work in progress by number: "complete 3" names WO-243."""
+    done = only("complete 3")
+    assert (done.verb, done.wo, done.items) == ("complete", ("WO-243",), ())
+    assert only("Reopen #1").wo == ("WO-241",)
+    assert "item 5 is not in this digest" in error_of("complete 5")
+    assert "needs a work order number here" in error_of("complete 3", digest=None)
+
+
 @pytest.mark.parametrize("text", ["help", "Help?", "HELP!", "help please"])
 def test_help(text: str) -> None:
     assert only(text).verb == "help"
@@ -372,7 +381,8 @@ def test_leftover_words_after_items() -> None:
 
 
 def test_complete_needs_a_work_order() -> None:
-    assert "complete WO-12" in error_of("complete 2")
+    assert "complete WO-12" in error_of("complete")
+    assert "complete WO-12" in error_of("complete 2", digest=None)
 
 
 def test_command_word_with_prose_directly_under_a_command_is_an_error() -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from config_builder import ELM_STREET, PAT, US, build_config
 from sqlalchemy import select
+from vendor_jobs import FakeDrafter
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
 from warrantyd.daemon.drafters.llm import build_static_prompt
 from warrantyd.daemon.drafting import (
     draft_request_for,
@@ -64,27 +64,6 @@ NORTH_FROM_NAME = "Acme Homes North Warranty"
 
 
 # --- fast: the processor and what the drafter sees ----------------------------------------
-
-class FakeDrafter:
-    """One plumbing issue per line; "gas" is an emergency; suggests ``suggest``."""
-
-    engine = "fake"
-
-    def __init__(self, suggest: str | None = None) -> None:
-        self.suggest = suggest
-        self.requests: list[DraftRequest] = []
-
-    async def draft(self, request: DraftRequest) -> DraftResult:
-        self.requests.append(request)
-        if "boom" in request.text:
-            raise RuntimeError("drafter exploded")
-        issues = [DraftIssue(trade="plumbing", priority="emergency" if "gas" in line else "routine",
-                             location=None, title=line.strip()[:60], description=line.strip(),
-                             suggested_vendor=self.suggest,
-                             emergency_reason="gas smell" if "gas" in line else None)
-                  for line in request.text.splitlines() if len(line.strip()) > 12]
-        return DraftResult(issues=issues, engine=self.engine, usage={"input_tokens": 5})
-
 
 @pytest.fixture
 def config(tmp_path: Path, database: Database) -> Config:

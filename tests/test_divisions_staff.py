@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from config_builder import ACE, DANA, ELM_STREET, PAT, US, build_config
 from sqlalchemy import select
-from vendor_jobs import NoDrafter
+from vendor_jobs import process_mail
 
-from warrantyd.daemon import process
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.digests import queue_digests_for_request, queue_pending_digest
 from warrantyd.daemon.followup import queue_followup_digest
@@ -29,12 +28,10 @@ from warrantyd.daemon.staff import VendorLookupError, resolve_vendor
 from warrantyd.daemon.tokens import installation_secret, issue_token
 from warrantyd.daemon.vendors import alert_staff_vendor_bounce
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
     Digest,
     HistoryEvent,
     Home,
-    InboundMessage,
     OutboundMessage,
     ServiceRequest,
     Vendor,
@@ -164,15 +161,9 @@ async def deliver(database: Database, config: Config, *, sender: str, to: str, b
     raw = (f"From: Someone <{sender}>\nTo: {to}\nSubject: {subject}\n"
            f"Message-ID: <m{next(_uids)}@mail.example>\n"
            f"Content-Type: text/plain; charset=utf-8\n\n{body}\n").encode()
-    with database.session() as s:
-        row, _ = store_inbound(s, mailbox=mailbox, uidvalidity=1, uid=next(_uids), raw=raw)
-        inbound_id = row.id
-    await process.Processor(config, database, NoDrafter(),
-                            clock=lambda: NOW + timedelta(minutes=5)).process_pending()
-    with database.session() as s:
-        row = s.get(InboundMessage, inbound_id)
-        assert row is not None and row.status in ("done", "ignored"), row.last_error
-    return inbound_id
+    row = await process_mail(database, config, raw, mailbox=mailbox,
+                             clock=lambda: NOW + timedelta(minutes=5))
+    return row.id
 
 
 def north_box(config: Config) -> str:

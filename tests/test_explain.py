@@ -104,7 +104,26 @@ def test_attachments_are_listed_with_sizes(explained: dict[str, dict]) -> None:
             assert att["size"] >= 0 and att["filename"]
 
 
-def test_homeowners_never_get_command_rights(explained: dict[str, dict]) -> None:
+def test_homeowners_never_get_command_rights(explained: dict[str, dict],
+                                            tmp_path: Path) -> None:
+    """No corpus mail is from a staff address: none gets commands.  The same command mail
+    from a homeowner and from staff shows the check is not vacuous."""
     for obj in explained.values():
         assert obj["authorized"] is False
         assert obj["commands"] == []
+    config = tmp_path / "config.toml"
+    config.write_text(PARTIAL_CONFIG)
+    files = []
+    for who in ("dana@example.com", "pat@acme-homes.example"):
+        mail = tmp_path / f"{who.split('@')[0]}.eml"
+        mail.write_bytes(f"From: {who}\r\nTo: warranty@acme-homes.example\r\n"
+                         f"Subject: Re: Approval digest\r\nMessage-ID: <{who}>\r\n\r\n"
+                         f"accept WO-1\r\ncomplete WO-2\r\n".encode())
+        files.append(str(mail))
+    proc = subprocess.run([sys.executable, "-m", "warrantyd.daemon.cli", "explain", "--json",
+                           "--config", str(config), *files],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    homeowner, staff = (json.loads(line) for line in proc.stdout.splitlines())
+    assert homeowner["commands"] == [] and homeowner["authorized"] is False
+    assert "not a staff address" in homeowner["auth_reason"]
+    assert [c["verb"] for c in staff["commands"]] == ["accept", "complete"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 from config_builder import LEE, PAT, build_config
 from sqlalchemy import select
+from vendor_jobs import process_mail
 
 from warrantyd.daemon.config import Config, ConfigError
+from warrantyd.daemon.digests import queue_pending_digest
 from warrantyd.daemon.followup import (
     NO_VENDOR,
     UNKNOWN_PROPERTY,
@@ -27,13 +31,16 @@ from warrantyd.daemon.followup import (
     queue_followup_digest,
     queue_vendor_nudges,
 )
+from warrantyd.daemon.intake import mailbox_key
 from warrantyd.daemon.reports import build_wo_filter, needs_followup, wo_list
 from warrantyd.daemon.tokens import find_token, installation_secret
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import (
+    Digest,
     HistoryEvent,
     Home,
     OutboundMessage,
+    ReplyToken,
     ServiceRequest,
     Vendor,
     WorkOrder,
@@ -302,7 +309,7 @@ def test_digest_mail_to_each_staff_member_once_per_slot(tmp_path: Path, database
         rows = queue_followup_digest(s, config, NOW)
         assert sorted(r.to_addr for r in rows) == [LEE, PAT]
     mails = outbound(database)
-    assert {m.kind for m in mails} == {"followup_digest"}
+    assert {m.kind for m in mails} == {"digest_followup"}
     msg = as_email(mails[0])
     assert msg["Subject"] == "EMERGENCY - 1 unanswered - Follow-up: 7 work orders need attention"
     assert msg["Importance"] == "high" and msg["Auto-Submitted"] == "auto-generated"
@@ -457,3 +464,198 @@ def test_followup_problems_are_all_reported_with_the_key(tmp_path: Path,
     assert "[followup].nudge_cron: must be a cron expression" in text
     assert "[followup].nudge_max: must be 1 or more" in text
     assert "[followup].vendor_reply_days: unknown key" in text
+
+
+# --- answering the follow-up digest ----------------------------------------------------------
+
+NORTH = "north@acme-homes.example"
+NORA = "nora@acme-homes.example"
+DANA = "dana@example.com"
+_uids = itertools.count(900)
+
+
+def two_division_config(tmp_path: Path, database: Database, **staff: Any) -> Config:
+    """Main: Pat and Lee, Ace Plumbing and Drywall Pros.  North: Nora, no vendors."""
+    return build_config(
+        tmp_path, database, staff={"addresses": [PAT, LEE], **staff},
+        vendors=[{"name": "Ace Plumbing", "email": "office@ace.example", "trades": ["plumbing"]},
+                 {"name": "Drywall Pros", "email": "jobs@drywallpros.example",
+                  "trades": ["drywall"]}],
+        divisions=[{"name": "north", "mailbox": {"address": NORTH, "imap_user": NORTH},
+                    "staff": {"addresses": [NORA]}}])
+
+
+@dataclass
+class Stuck:
+    leak: int
+    """Main, in progress with Ace, no reply in 3 days (urgent: item 1)."""
+    crack: int
+    """Main, a draft waiting 30 hours; Drywall Pros suggested."""
+    caulk: int
+    """Main, a draft waiting 30 hours, no vendor at all."""
+    north: int
+    """North, a draft waiting 30 hours."""
+
+
+def build_stuck(database: Database) -> Stuck:
+    with database.session() as s:
+        ace = s.scalars(select(Vendor).where(Vendor.name == "Ace Plumbing")).one()
+        drywall = s.scalars(select(Vendor).where(Vendor.name == "Drywall Pros")).one()
+        main = ServiceRequest(status="in_progress", requester_email=DANA, requester_name="Dana",
+                              subject="Problems", created_at=ago(days=5), updated_at=ago(days=5))
+        north = ServiceRequest(status="open", requester_email="nick@example.com",
+                               division="north", subject="North problems",
+                               created_at=ago(days=2), updated_at=ago(days=2))
+        s.add_all([main, north])
+        s.flush()
+
+        def wo(sr: ServiceRequest, created: datetime, **fields: Any) -> WorkOrder:
+            row = WorkOrder(service_request_id=sr.id, created_at=created, updated_at=created,
+                            **{"trade": "plumbing", "description": "Fix it.", **fields})
+            s.add(row)
+            return row
+
+        leak = wo(main, ago(days=4), status="in_progress", vendor_id=ace.id, priority="urgent",
+                  title="Kitchen sink leak")
+        crack = wo(main, ago(hours=30), status="draft", trade="drywall",
+                   title="Crack over the door", suggested_vendor_id=drywall.id)
+        caulk = wo(main, ago(hours=30), status="draft", trade="other",
+                   title="Tub caulk peeling")
+        far = wo(north, ago(hours=30), status="draft", title="North leak")
+        s.flush()
+        s.add(HistoryEvent(work_order_id=leak.id, at=ago(days=3), event="vendor_notified",
+                           actor=PAT, detail="sent"))
+        return Stuck(leak.id, crack.id, caulk.id, far.id)
+
+
+def followup_mail(database: Database, staff: str) -> OutboundMessage:
+    [row] = outbound(database, OutboundMessage.kind == "digest_followup",
+                     OutboundMessage.to_addr == staff)
+    return row
+
+
+async def deliver(database: Database, config: Config, *, sender: str, to: str, body: str,
+                  division: str = "main", in_reply_to: str | None = None) -> None:
+    """One mail fetched from ``division``'s mailbox, through the real Processor."""
+    extra = f"In-Reply-To: <{in_reply_to}>\n" if in_reply_to else ""
+    raw = (f"From: Someone <{sender}>\nTo: {to}\nSubject: Re: Follow-up\n"
+           f"Message-ID: <f{next(_uids)}@mail.example>\n{extra}"
+           f"Content-Type: text/plain; charset=utf-8\n\n{body}\n\n"
+           f"On Mon, Acme wrote:\n> accept all\n").encode()
+    await process_mail(database, config, raw,
+                       mailbox=mailbox_key(config.division(division).mailbox),
+                       clock=lambda: NOW + timedelta(minutes=5))
+
+
+def state(database: Database, wo_id: int) -> tuple[str, str | None, bool]:
+    with database.session() as s:
+        wo = s.get(WorkOrder, wo_id)
+        assert wo is not None
+        return wo.status, wo.vendor.name if wo.vendor else None, wo.needs_vendor
+
+
+def receipts(database: Database, staff: str) -> list[str]:
+    return [body(r, "plain") for r in outbound(database, OutboundMessage.kind == "receipt",
+                                               OutboundMessage.to_addr == staff)]
+
+
+def test_followup_digest_is_a_numbered_digest_per_division(tmp_path: Path,
+                                                           database: Database) -> None:
+    config = two_division_config(tmp_path, database)
+    stuck = build_stuck(database)
+    with database.session() as s:
+        queue_followup_digest(s, config, NOW)
+    with database.session() as s:
+        digests = {d.division: d for d in s.scalars(select(Digest))}
+        tokens = {(t.address, t.digest_id) for t in s.scalars(select(ReplyToken))}
+    assert set(digests) == {"main", "north"}
+    main, north = digests["main"], digests["north"]
+    # Urgent first (Ace's group), then the vendorless group, oldest (then lowest) first.
+    assert main.work_order_ids == [stuck.leak, stuck.crack, stuck.caulk]
+    assert north.work_order_ids == [stuck.north]
+    assert tokens == {(PAT, main.id), (LEE, main.id), (NORA, north.id)}
+    text = body(followup_mail(database, PAT), "plain")
+    assert f"follow-up digest #{main.id}" in text
+    shown = re.findall(r"^\s*(\d+)\. (WO-\d+)", text, re.MULTILINE)
+    first = list(dict.fromkeys(shown))
+    assert first == [(str(n), f"WO-{i}") for n, i in enumerate(main.work_order_ids, 1)], \
+        "numbered in the order shown; an item shown again keeps its number"
+    assert len(shown) == 6, "each item by vendor and by property"
+    msg = as_email(followup_mail(database, PAT))
+    assert str(msg["Reply-To"]).startswith("warranty+")
+    north_msg = as_email(followup_mail(database, NORA))
+    assert str(north_msg["Reply-To"]).startswith("north+")
+    assert north_msg["From"].addresses[0].addr_spec == NORTH
+    assert "North leak" in body(followup_mail(database, NORA), "plain")
+    assert "North leak" not in text
+
+
+def test_a_followup_digest_is_not_an_approval_digest(tmp_path: Path,
+                                                     database: Database) -> None:
+    """Drafts it lists still go into the next scheduled approval digest."""
+    config = two_division_config(tmp_path, database, digest="0 8 * * *")
+    stuck = build_stuck(database)
+    with database.session() as s:
+        assert queue_followup_digest(s, config, NOW)
+    with database.session() as s:
+        assert queue_pending_digest(s, config, NOW + timedelta(minutes=1), "main")
+    with database.session() as s:
+        approval = s.scalars(select(Digest).where(Digest.division == "main")
+                             .order_by(Digest.id.desc())).first()
+        assert approval is not None
+        assert set(approval.work_order_ids) >= {stuck.crack, stuck.caulk}
+
+
+async def test_a_reply_to_the_followup_digest_acts_on_its_items(tmp_path: Path,
+                                                                database: Database) -> None:
+    config = two_division_config(tmp_path, database)
+    stuck = build_stuck(database)
+    with database.session() as s:
+        queue_followup_digest(s, config, NOW)
+    pat_to = str(as_email(followup_mail(database, PAT))["Reply-To"])
+    before = state(database, stuck.caulk), state(database, stuck.crack)
+
+    # Someone else on Pat's reply address: Nora (staff of north only), the homeowner,
+    # Lee (main staff, but the token is Pat's).  Nothing happens.
+    for sender in (NORA, DANA, LEE):
+        await deliver(database, config, sender=sender, to=pat_to,
+                      body="assign 3 to Drywall Pros\naccept 2")
+    assert (state(database, stuck.caulk), state(database, stuck.crack)) == before
+    with database.session() as s:
+        refused = [e.actor for e in s.scalars(select(HistoryEvent).where(
+            HistoryEvent.event == "command_refused"))]
+    assert sorted(refused) == sorted([NORA, DANA, LEE])
+    assert receipts(database, PAT) == []
+
+    # Pat: item numbers of the follow-up digest, as on an approval digest.
+    await deliver(database, config, sender=PAT, to=pat_to, body=(
+        "assign 3 Drywall Pros\naccept 2\nnote 1: called Ace, they come Friday\n"
+        "complete 1"))
+    assert state(database, stuck.caulk) == ("draft", "Drywall Pros", False)
+    assert state(database, stuck.crack) == ("in_progress", "Drywall Pros", False)
+    assert state(database, stuck.leak)[0] == "completed"
+    assert state(database, stuck.north) == ("draft", None, False)
+    with database.session() as s:
+        note = s.scalars(select(HistoryEvent).where(HistoryEvent.event == "note")).one()
+    assert (note.work_order_id, note.actor) == (stuck.leak, PAT)
+    [receipt] = receipts(database, PAT)
+    assert f"WO-{stuck.crack} accepted" in receipt and "Drywall Pros" in receipt
+
+    # A command that does not fit the item's state: the existing error, nothing applied.
+    await deliver(database, config, sender=PAT, to=pat_to,
+                  body="assign 3 to Ace Plumbing\naccept 1")
+    assert state(database, stuck.caulk) == ("draft", "Drywall Pros", False)
+    refusal = receipts(database, PAT)[-1]
+    assert f"item 1 (WO-{stuck.leak}) is already completed and cannot be accepted" in refusal
+
+    # Lee's client dropped the plus-address: the follow-up digest's Message-ID suffices.
+    lee_mail = followup_mail(database, LEE)
+    await deliver(database, config, sender=LEE, to="warranty@acme-homes.example",
+                  in_reply_to=lee_mail.message_id, body="reject 3: homeowner maintenance")
+    assert state(database, stuck.caulk)[0] == "rejected"
+
+    # Nora answers her own (north) follow-up digest: item 1 there is the north draft.
+    nora_to = str(as_email(followup_mail(database, NORA))["Reply-To"])
+    await deliver(database, config, sender=NORA, to=nora_to, division="north",
+                  body="reject 1: not covered")
+    assert state(database, stuck.north)[0] == "rejected"

@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from config_builder import build_config
 from prometheus_client.parser import text_string_to_metric_families
 from vendor_jobs import ACE, make_config, make_job, send_to
 from web_site import Clock, serving
 
-from warrantyd.daemon.config import Config
+from warrantyd.daemon.config import Config, ConfigError
 from warrantyd.daemon.intake import mailbox_key
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.web import WebServer
@@ -112,6 +113,31 @@ async def test_intake_disconnected_for_long_is_unhealthy(
     clock.now += timedelta(hours=1)
     status, doc = await healthz(server)
     assert status == 503 and "no pass over the mailbox" in doc["problems"][0]
+
+
+async def test_health_thresholds_come_from_the_config(
+        database: Database, tmp_path: Path, live: Live, clock: Clock) -> None:
+    """``[health]``: a team whose mail server restarts nightly for 20 minutes waits longer
+    before the monitor pages anyone."""
+    patient = build_config(tmp_path, database, health={"intake_disconnected_minutes": 45,
+                                                       "outbox_stuck_minutes": 5})
+    live.intake = {"connected": False, "last_poll_at": clock.now.isoformat(), "backlog": 0}
+    add_mail(database, patient, queued=1, at=clock.now)
+    async with serving(patient, database, clock=clock, status=live) as web:
+        clock.now += timedelta(minutes=20)
+        status, doc = await healthz(web)
+        assert [p.split(":")[0] for p in doc["problems"]] == ["outbox"], doc["problems"]
+        clock.now += timedelta(minutes=30)
+        status, doc = await healthz(web)
+        assert status == 503 and any("not connected" in p for p in doc["problems"])
+
+
+def test_health_thresholds_must_be_positive(tmp_path: Path, database: Database) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config(tmp_path, database, health={"outbox_stuck_minutes": 0, "paging": 1})
+    assert any("outbox_stuck_minutes: must be a positive number" in p
+               for p in caught.value.problems)
+    assert any("[health].paging: unknown key" in p for p in caught.value.problems)
 
 
 async def test_a_stuck_outbox_is_unhealthy(database: Database, config: Config,

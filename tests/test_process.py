@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from config_builder import ELM_STREET, US, build_config
 from sqlalchemy import select, update
+from vendor_jobs import FakeDrafter
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
+from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
 from warrantyd.daemon.drafting import DirectoryCache
 from warrantyd.daemon.process import Processor, reprocess
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
@@ -27,25 +28,6 @@ from warrantyd.storage.models import (
     WorkOrder,
     utcnow,
 )
-
-
-class FakeDrafter:
-    """One issue per line of text; a line with "gas" is an emergency; "boom" raises."""
-
-    engine = "fake"
-
-    def __init__(self) -> None:
-        self.requests: list[DraftRequest] = []
-
-    async def draft(self, request: DraftRequest) -> DraftResult:
-        self.requests.append(request)
-        if "boom" in request.text:
-            raise RuntimeError("drafter exploded")
-        issues = [DraftIssue(trade="plumbing", priority="emergency" if "gas" in line else "routine",
-                             location=None, title=line.strip()[:60], description=line.strip(),
-                             emergency_reason="gas smell" if "gas" in line else None)
-                  for line in request.text.splitlines() if len(line.strip()) > 12]
-        return DraftResult(issues=issues, engine=self.engine, usage={"input_tokens": 5})
 
 
 @pytest.fixture

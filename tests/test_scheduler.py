@@ -20,6 +20,7 @@ from sqlalchemy import select
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.scheduler import (
     APPROVAL_DIGEST_JOB,
+    EMERGENCY_ESCALATION_JOB,
     FOLLOWUP_DIGEST_JOB,
     VENDOR_NUDGES_JOB,
     JobContext,
@@ -209,9 +210,10 @@ async def test_start_registers_coalescing_jobs_and_catches_up(tmp_path: Path,
 def test_jobs_from_config(tmp_path: Path, database: Database) -> None:
     defaults = jobs_from_config(make_config(tmp_path, database))
     assert [(j.name, j.cron) for j in defaults] == [
-        (FOLLOWUP_DIGEST_JOB, "0 7 * * *"), (VENDOR_NUDGES_JOB, "0 9 * * mon-fri")]
+        (FOLLOWUP_DIGEST_JOB, "0 7 * * *"), (VENDOR_NUDGES_JOB, "0 9 * * mon-fri"),
+        (EMERGENCY_ESCALATION_JOB, "*/5 * * * *")]
     cron = jobs_from_config(make_config(tmp_path, database, digest="0 8,13 * * mon-fri",
-                                        nudge_cron=""))
+                                        nudge_cron="", escalation_cron=""))
     assert [(j.name, j.cron) for j in cron] == [
         (FOLLOWUP_DIGEST_JOB, "0 7 * * *"), (APPROVAL_DIGEST_JOB, "0 8,13 * * mon-fri")]
 
@@ -245,7 +247,7 @@ def test_cron_approval_digest_and_follow_up_run_through_their_slots(
         daemon.run_slot(jobs[FOLLOWUP_DIGEST_JOB], slot, slot + timedelta(seconds=2))
     with database.session() as s:
         kinds = sorted(m.kind for m in s.scalars(select(OutboundMessage)))
-    assert kinds == ["digest", "followup_digest"], "each once, though two daemons ran them"
+    assert kinds == ["digest", "digest_followup"], "each once, though two daemons ran them"
     assert len(woken) == 2, "the outbox sender is woken after each job that queued mail"
     results = {r.job: r.result for r in runs(database)}
     assert results == {APPROVAL_DIGEST_JOB: "approval digest to 1 staff",

@@ -21,15 +21,14 @@ from vendor_jobs import (
     DANA,
     STAFF,
     US,
-    NoDrafter,
     make_config,
     make_job,
+    process_mail,
     send_to,
 )
 
 from warrantyd.daemon.config import Config, SmtpConfig
 from warrantyd.daemon.outbox import OutboxSender
-from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendor_reader import read_reply
 from warrantyd.daemon.vendors import (
     WorkOrderStateError,
@@ -40,7 +39,6 @@ from warrantyd.daemon.vendors import (
 )
 from warrantyd.daemon.web import WebServer
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
     HistoryEvent,
     InboundMessage,
@@ -116,15 +114,7 @@ def vendor_mail(sender: str, body: str, *, to: str = US, subject: str = "Re: job
 
 
 async def deliver(database: Database, config: Config, raw: bytes) -> InboundMessage:
-    with database.session() as s:
-        row, _ = store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=next(_uid), raw=raw)
-        inbound_id = row.id
-    await Processor(config, database, NoDrafter()).process_pending()
-    with database.session() as s:
-        row = s.get(InboundMessage, inbound_id)
-        assert row is not None
-        s.expunge(row)
-        return row
+    return await process_mail(database, config, raw, mailbox="m/INBOX")
 
 
 def notice_of(database: Database, vendor_email: str = ACE) -> tuple[OutboundMessage, str]:
@@ -327,6 +317,44 @@ async def test_a_reply_by_message_id_from_the_vendor_counts_but_not_from_anyone_
     # The real vendor, by Message-ID only (no token), is heard.
     await deliver(database, config, vendor_mail(ACE, "Done.", in_reply_to=row.message_id))
     assert get_wo(database, job.wo_id).status == "completed"
+
+
+async def test_a_vendor_heard_from_after_a_bounce_is_reachable_again(
+        database: Database, config: Config) -> None:
+    """Mail to Ace bounced; then Ace writes from that address: new jobs may go to Ace again.
+    A colleague answering on the thread, or a reply written before the bounce, proves
+    nothing about Ace's mailbox."""
+    job = make_job(database, config)
+    send_to(database, config, job.wo_id, ACE)
+    row, reply_to = notice_of(database)
+    bounced = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # an hour before REPLY_DATE
+
+    def mark_bounced() -> None:
+        with database.session() as s:
+            vendor = s.scalars(select(Vendor).where(Vendor.email == ACE)).one()
+            vendor.bounced_at = bounced
+            wo = s.get(WorkOrder, job.wo_id)
+            assert wo is not None
+            wo.flags = [*wo.flags, "vendor email bounced"]
+
+    def ace_bounced_at() -> datetime | None:
+        with database.session() as s:
+            return s.scalars(select(Vendor.bounced_at).where(Vendor.email == ACE)).one()
+
+    mark_bounced()
+    old = vendor_mail(ACE, "Got it, thanks.", to=reply_to, in_reply_to=row.message_id)
+    await deliver(database, config, old.replace(REPLY_DATE.encode(),
+                                                b"Tue, 01 Dec 2026 00:30:00 -0700"))
+    assert ace_bounced_at() is not None, "written before the bounce"
+    await deliver(database, config, vendor_mail("dispatch@plumb.example.net", "Got it.",
+                                                to=reply_to, in_reply_to=row.message_id))
+    assert ace_bounced_at() is not None, "a colleague's address says nothing about Ace's"
+    await deliver(database, config, vendor_mail(ACE, "Got it, thanks.", to=reply_to,
+                                                in_reply_to=row.message_id))
+    assert ace_bounced_at() is None
+    assert "vendor email bounced" not in get_wo(database, job.wo_id).flags
+    [event] = [e for e in events(database, job.wo_id) if e.event == "vendor_reachable"]
+    assert "2026-12-01" in event.detail and "new jobs may be sent" in event.detail
 
 
 async def test_a_forged_vendor_from_with_only_the_subject_tag_changes_nothing(

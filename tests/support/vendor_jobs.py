@@ -7,7 +7,10 @@ vendor the way the ``assign`` command does.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
+from warrantyd.daemon.drafters.base import DraftIssue, DraftRequest, DraftResult
+from warrantyd.daemon.process import Processor
 from warrantyd.daemon.vendors import add_access_note, assign_vendor
 from warrantyd.storage.blobs import BlobStore
 from warrantyd.storage.db import Database
@@ -27,14 +31,15 @@ from warrantyd.storage.models import (
     HistoryEvent,
     Home,
     Homeowner,
+    InboundMessage,
     ServiceRequest,
     Vendor,
     WorkOrder,
     utcnow,
 )
 
-__all__ = ["ACE", "BOB", "DANA", "STAFF", "US", "Job", "NoDrafter", "image_bytes", "make_config",
-           "make_job", "send_to"]
+__all__ = ["ACE", "BOB", "DANA", "STAFF", "US", "FakeDrafter", "Job", "NoDrafter", "image_bytes",
+           "make_config", "make_job", "process_mail", "send_to"]
 
 ACE = "ace@plumb.example.net"
 BOB = "bob@drywall.example.org"
@@ -45,6 +50,48 @@ class NoDrafter:
 
     async def draft(self, request: DraftRequest) -> DraftResult:
         return DraftResult(issues=[], engine=self.engine)
+
+
+class FakeDrafter:
+    """One plumbing issue per line of text; a line with "gas" is an emergency; "boom"
+    raises; every issue suggests the vendor ``suggest``.  Keeps the requests it saw."""
+
+    engine = "fake"
+
+    def __init__(self, suggest: str | None = None) -> None:
+        self.suggest = suggest
+        self.requests: list[DraftRequest] = []
+
+    async def draft(self, request: DraftRequest) -> DraftResult:
+        self.requests.append(request)
+        if "boom" in request.text:
+            raise RuntimeError("drafter exploded")
+        issues = [DraftIssue(trade="plumbing", priority="emergency" if "gas" in line else "routine",
+                             location=None, title=line.strip()[:60], description=line.strip(),
+                             suggested_vendor=self.suggest,
+                             emergency_reason="gas smell" if "gas" in line else None)
+                  for line in request.text.splitlines() if len(line.strip()) > 12]
+        return DraftResult(issues=issues, engine=self.engine, usage={"input_tokens": 5})
+
+
+_uids = itertools.count(10_000)
+
+
+async def process_mail(database: Database, config: Config, raw: bytes, *, mailbox: str,
+                       clock: Callable[[], datetime] | None = None) -> InboundMessage:
+    """``raw`` as fetched from ``mailbox`` (an ``address/folder`` key), through the real
+    Processor (no drafter); the inbound row afterwards, which must not have failed."""
+    with database.session() as s:
+        row, _ = store_inbound(s, mailbox=mailbox, uidvalidity=1, uid=next(_uids), raw=raw)
+        inbound_id = row.id
+    processor = (Processor(config, database, NoDrafter(), clock=clock) if clock is not None
+                 else Processor(config, database, NoDrafter()))
+    await processor.process_pending()
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None and row.status in ("done", "ignored"), row and row.last_error
+        s.expunge(row)
+        return row
 
 
 def make_config(tmp_path: Path, database: Database, **drafter: object) -> Config:
