@@ -35,6 +35,7 @@ __all__ = [
     "KindCounter",
     "SmtpSink",
     "append_all",
+    "cpu_seconds",
     "homeowner_mails",
     "median",
     "peak_rss_mib",
@@ -146,6 +147,13 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far: what a run cost, however
+    loaded the machine (msg/s on a busy machine measures the other processes too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str,

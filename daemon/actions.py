@@ -13,8 +13,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config, DivisionConfig
@@ -27,7 +28,6 @@ from warrantyd.parsers import classify as kinds
 from warrantyd.parsers.classify import Classification, strip_subject_prefix
 from warrantyd.parsers.message import ParsedMessage
 from warrantyd.parsers.trim import Reply
-from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import BlobStorage
 from warrantyd.storage.models import (
     MAIN_DIVISION,
@@ -39,6 +39,9 @@ from warrantyd.storage.models import (
     Vendor,
     WorkOrder,
 )
+
+if TYPE_CHECKING:  # imported when first needed (see vendors.handle_vendor_reply)
+    from warrantyd.parsers.vendor_reply import VendorReading
 
 log = logging.getLogger("warrantyd.actions")
 
@@ -87,19 +90,26 @@ class Effects:
     work_orders: list[WorkOrder] = field(default_factory=list)
 
 
+_ADD_HISTORY = insert(HistoryEvent.__table__)
+
+
 def record(session: Session, event: str, actor: str, detail: str = "", *,
            sr_id: int | None = None, wo_id: int | None = None,
            inbound: InboundMessage | None = None, outbound: OutboundMessage | None = None,
-           internal: bool = False, at: datetime | None = None) -> HistoryEvent:
-    """Add one history event; every change and every mail in or out gets one."""
-    row = HistoryEvent(event=event, actor=actor, detail=detail, service_request_id=sr_id,
-                       work_order_id=wo_id, internal=internal,
-                       inbound_message_id=inbound.id if inbound else None,
-                       outbound_message_id=outbound.id if outbound else None)
+           internal: bool = False, at: datetime | None = None) -> None:
+    """Add one history event; every change and every mail in or out gets one.
+
+    Inserted at once, in the session's transaction, by a plain INSERT: nothing reads the
+    event back as an object, and several per mail made the ORM's unit of work (an INSERT
+    each, with its id read back) one of the costliest parts of processing.
+    """
+    values = {"event": event, "actor": actor, "detail": detail, "service_request_id": sr_id,
+              "work_order_id": wo_id, "internal": internal,
+              "inbound_message_id": inbound.id if inbound else None,
+              "outbound_message_id": outbound.id if outbound else None}
     if at is not None:
-        row.at = at
-    session.add(row)
-    return row
+        values["at"] = at
+    session.execute(_ADD_HISTORY, values)
 
 
 def act(ctx: MailContext) -> Effects:
@@ -278,8 +288,11 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
     from warrantyd.daemon.drafters.coverage import coverage_hint
 
     by_name = {a.filename: a.id for a in attachments}
+    # Only the vendors the drafter named are looked up (most drafts name none).
+    named = {(issue.suggested_vendor or "").lower() for issue in draft.issues} - {""}
     vendors = {v.email: v for v in session.scalars(
-        select(Vendor).where(Vendor.division == config.division(sr.division).name))}
+        select(Vendor).where(Vendor.division == config.division(sr.division).name,
+                             Vendor.email.in_(sorted(named))))} if named else {}
     closing = sr.home.closing_date if sr.home is not None else None
     created: list[WorkOrder] = []
     for issue in draft.issues:
@@ -297,11 +310,12 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
             updated_at=now,
         )
         session.add(wo)
-        session.flush()
+        created.append(wo)
+    session.flush()  # all of them at once: their ids for the history
+    for issue, wo in zip(draft.issues, created, strict=True):
         record(session, "drafted", SYSTEM,
                f"{issue.trade}, {issue.priority}: {issue.title} (engine {draft.engine})",
                sr_id=sr.id, wo_id=wo.id, at=now)
-        created.append(wo)
     return created
 
 

@@ -8,12 +8,15 @@ homeowner's data, no internal notes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
@@ -125,18 +128,25 @@ def locate_home(session: Session, sender: str | None, arrival: str, *,
     homeowner of several other divisions (or of none, or of one removed from the config)
     stays where the mail arrived, for its staff to sort out.
     """
-    owner, home = find_home(session, sender, arrival)
-    if owner is not None or not sender:
-        return HomeMatch(arrival, owner, home)
-    elsewhere = set(session.scalars(
-        select(Home.division).join(Homeowner, Homeowner.home_id == Home.id)
-        .where(Homeowner.email == sender.lower(), Home.division != arrival,
-               Home.division.in_(list(configured)))))
+    if not sender:
+        return HomeMatch(arrival, None, None)
+    # One read of every home the sender owns (few), newest first: what find_home would
+    # pick in each division, and which divisions there are.
+    newest: dict[str, tuple[Homeowner, Home]] = {}
+    for owner, home in session.execute(_HOMES_OF, {"email": sender.lower()}).tuples():
+        newest.setdefault(home.division, (owner, home))
+    if arrival in newest:
+        return HomeMatch(arrival, *newest[arrival])
+    elsewhere = [division for division in newest if division in configured]
     if len(elsewhere) != 1:
         return HomeMatch(arrival, None, None)
     [division] = elsewhere
-    owner, home = find_home(session, sender, division)
-    return HomeMatch(division, owner, home, routed_from=arrival)
+    return HomeMatch(division, *newest[division], routed_from=arrival)
+
+
+_HOMES_OF = (select(Homeowner, Home).join(Home, Homeowner.home_id == Home.id)
+             .where(Homeowner.email == bindparam("email")).order_by(Homeowner.id.desc()))
+"""Built once (see :func:`locate_home`): one per mail, twice."""
 
 
 def feedback_examples(session: Session, limit: int = MAX_EXAMPLES) -> tuple[FeedbackExample, ...]:
@@ -156,6 +166,82 @@ def vendor_infos(session: Session, division: str = MAIN_DIVISION) -> tuple[Vendo
                            .order_by(Vendor.name)).all()
     return tuple(VendorInfo(name=v.name, email=v.email, trades=tuple(v.trades),
                             communities=tuple(v.communities)) for v in rows)
+
+
+def vendor_emails(session: Session) -> frozenset[str]:
+    """Every vendor address of every division (what ``classify`` asks: is it a vendor?)."""
+    return frozenset(session.scalars(select(Vendor.email).distinct()))
+
+
+# --- the same reads for every mail, cached ---------------------------------------------------
+
+T = TypeVar("T")
+
+DIRECTORY_TTL_SECONDS = 2.0
+"""How long a daemon drafts with vendors and staff decisions read from the database before
+reading them again: edits made through another daemon (or the CLI) reach its drafts within
+this time.  Edits committed by this process are seen at once (see :class:`DirectoryCache`)."""
+
+_directory_generation = 0
+"""Bumped by every commit in this process that changed a vendor or a feedback row."""
+_DIRECTORY_MODELS = (Vendor, Feedback)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_directory_change(session: Session, _flush_context: Any) -> None:
+    if any(isinstance(obj, _DIRECTORY_MODELS)
+           for objs in (session.new, session.dirty, session.deleted) for obj in objs):
+        session.info["directory_changed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _directory_committed(session: Session) -> None:
+    global _directory_generation
+    if session.info.pop("directory_changed", False):
+        _directory_generation += 1
+
+
+@event.listens_for(Session, "after_rollback")
+def _directory_rolled_back(session: Session) -> None:
+    session.info.pop("directory_changed", None)
+
+
+class DirectoryCache:
+    """Vendors, vendor addresses and feedback examples, read once per
+    :data:`DIRECTORY_TTL_SECONDS` instead of once per mail.
+
+    Every mail's draft request names its division's vendors and the latest staff decisions;
+    reading them is several statements and a few hundred rows, the same for every mail of a
+    busy minute.  An entry is read again when it is older than the TTL (changes made by
+    other processes) or when a commit of this process changed a vendor or a feedback row.
+    """
+
+    def __init__(self, ttl: float = DIRECTORY_TTL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[object, tuple[int, float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object, load: Callable[[], T]) -> T:
+        generation, now = _directory_generation, self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == generation and now - entry[1] < self.ttl:
+            return entry[2]
+        value = load()  # a commit meanwhile leaves the entry stale: read again next time
+        with self._lock:
+            self._entries[key] = (generation, now, value)
+        return value
+
+    def vendor_infos(self, session: Session, division: str) -> tuple[VendorInfo, ...]:
+        return self.get(("vendors", division), lambda: vendor_infos(session, division))
+
+    def feedback_examples(self, session: Session) -> tuple[FeedbackExample, ...]:
+        return self.get("feedback", lambda: feedback_examples(session))
+
+    def vendor_emails(self, session: Session) -> frozenset[str]:
+        return self.get("vendor_emails", lambda: vendor_emails(session))
 
 
 @dataclass(frozen=True)
@@ -210,7 +296,8 @@ def drafting_text(msg: ParsedMessage, reply: Reply, our_addresses: Sequence[str]
 
 
 def draft_request_for(session: Session, config: Config, msg: ParsedMessage, reply: Reply,
-                      verdict: Classification, division: str = MAIN_DIVISION) -> DraftRequest:
+                      verdict: Classification, division: str = MAIN_DIVISION, *,
+                      cache: DirectoryCache | None = None) -> DraftRequest:
     """Everything the drafter may read for this mail that arrived in ``division``'s mailbox.
 
     Mail on a thread is drafted for the thread's division; a new request for the division
@@ -247,7 +334,9 @@ def draft_request_for(session: Session, config: Config, msg: ParsedMessage, repl
         community=home.community if home else None,
         closing_date=home.closing_date if home else None,
         company_name=config.company.name,
-        vendors=vendor_infos(session, division),
-        examples=feedback_examples(session),
+        vendors=(cache.vendor_infos(session, division) if cache is not None
+                 else vendor_infos(session, division)),
+        examples=cache.feedback_examples(session) if cache is not None
+        else feedback_examples(session),
         trades=config.company.trades,
     )

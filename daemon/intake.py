@@ -34,6 +34,7 @@ import email.policy
 import hashlib
 import ipaddress
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -78,10 +79,16 @@ def _cutoff_setting_key(key: str) -> str:
     return "intake.first_connect:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+"""The blank line after the header block."""
+
+
 def _message_id(raw: bytes) -> str | None:
     """The Message-ID header, if any (headers only; the full parse is the processor's job)."""
+    end = _HEADER_END.search(raw)  # the parser would split every line of a photo too
     try:
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+            raw[:end.end()] if end else raw)
         value = headers.get("Message-ID")
     except Exception:
         return None

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.config import SmtpConfig
 from warrantyd.daemon.oauth import TokenError, provider_for
-from warrantyd.storage.db import Database
+from warrantyd.storage.db import Database, savepoint_unless_locked
 from warrantyd.storage.models import HistoryEvent, OutboundMessage, utcnow
 
 log = logging.getLogger("warrantyd.outbox")
@@ -364,7 +364,7 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
         last_error=reason, created_at=now, service_request_id=service_request_id,
         work_order_id=work_order_id, from_addr=our_address)
     try:
-        with session.begin_nested():
+        with savepoint_unless_locked(session):
             session.add(row)
             session.flush()
     except IntegrityError:
@@ -375,17 +375,21 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
         return found
     if reason:
         log.warning("not sending %s mail to %s: %s", kind, to_addr, reason)
-        session.add(HistoryEvent(
-            at=now, service_request_id=service_request_id, work_order_id=work_order_id,
-            event="email_suppressed", actor="system", outbound_message_id=row.id,
-            detail=f"{kind} mail to {to_addr} not sent: {reason}"))
+        # A plain INSERT, as actions.record makes them: events keep the order they happen in.
+        session.execute(_ADD_HISTORY, {
+            "at": now, "service_request_id": service_request_id,
+            "work_order_id": work_order_id, "event": "email_suppressed", "actor": "system",
+            "outbound_message_id": row.id,
+            "detail": f"{kind} mail to {to_addr} not sent: {reason}"})
     return row
 
 
+_BY_DEDUPE_KEY = select(OutboundMessage).where(OutboundMessage.dedupe_key == bindparam("key"))
+"""Built once: building an ORM statement costs more than running it (one per queued mail)."""
+
+
 def _by_dedupe_key(session: Session, dedupe_key: str) -> OutboundMessage | None:
-    return session.scalars(
-        select(OutboundMessage).where(OutboundMessage.dedupe_key == dedupe_key)
-    ).first()
+    return session.scalars(_BY_DEDUPE_KEY, {"key": dedupe_key}).first()
 
 
 # --- sending -------------------------------------------------------------------------------

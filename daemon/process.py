@@ -23,18 +23,22 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from warrantyd.daemon.actions import Effects, MailContext, act
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import Drafter, DraftRequest, DraftResult
-from warrantyd.daemon.drafting import draft_request_for, over_daily_budget, requester_of
+from warrantyd.daemon.drafting import (
+    DirectoryCache,
+    draft_request_for,
+    over_daily_budget,
+    requester_of,
+)
 from warrantyd.daemon.leader import row_claims_for, worker_name
 from warrantyd.daemon.threads import DbThreadLookup
 from warrantyd.daemon.tokens import installation_secret
-from warrantyd.daemon.vendor_reader import read_reply, uses_model
 from warrantyd.daemon.vendors import vendor_may_act
 from warrantyd.parsers.classify import (
     HOMEOWNER_REPLY,
@@ -46,11 +50,13 @@ from warrantyd.parsers.classify import (
 )
 from warrantyd.parsers.message import ParsedMessage, parse_message
 from warrantyd.parsers.trim import Reply, extract_reply
-from warrantyd.parsers.vendor_reply import VendorReading
 from warrantyd.storage.blob_db import blob_store_for
-from warrantyd.storage.db import Database
+from warrantyd.storage.db import Database, insert_if_absent
 from warrantyd.storage.inbound import due_ids_for_processing
 from warrantyd.storage.models import MAIN_DIVISION, InboundMessage, Setting, WorkOrder, utcnow
+
+if TYPE_CHECKING:  # imported when first needed (see vendors.handle_vendor_reply)
+    from warrantyd.parsers.vendor_reply import VendorReading
 
 log = logging.getLogger("warrantyd.process")
 
@@ -87,6 +93,7 @@ class Processor:
         self.clock = clock
         self.retry_seconds = retry_seconds
         self._lock = asyncio.Lock()
+        self.directory = DirectoryCache()
 
     async def process_pending(self) -> int:
         """Process every due row; return how many were handled (done, ignored or failed)."""
@@ -127,6 +134,8 @@ class Processor:
                 draft = await self._draft(reading)
             vendor_reading = None
             if reading.read_vendor_with_model:
+                from warrantyd.daemon.vendor_reader import read_reply
+
                 vendor_reading = await asyncio.to_thread(
                     read_reply, self.config, new_text=reading.reply.new_text.strip(),
                     sent_at=reading.msg.date or self.clock(), subject=reading.msg.subject)
@@ -159,7 +168,8 @@ class Processor:
             reply = extract_reply(msg)
             division = self.config.division_of_inbound(row.mailbox)
             secret = installation_secret(session, self.config.web.secret_env)
-            lookup = DbThreadLookup(session, self.config, secret)
+            lookup = DbThreadLookup(session, self.config, secret,
+                                    vendor_emails=lambda: self.directory.vendor_emails(session))
             # Reply tokens are plus-addresses of the mailbox the mail came to; mail from any
             # division's address is our own.
             verdict = classify(msg, lookup, division.mailbox.address, raw=row.raw,
@@ -168,7 +178,7 @@ class Processor:
             if verdict.kind in DRAFTED_KINDS and (
                     verdict.kind != STAFF_MAIL or requester_of(msg, reply, verdict, self.config)):
                 request = draft_request_for(session, self.config, msg, reply, verdict,
-                                            division.name)
+                                            division.name, cache=self.directory)
             return Reading(inbound_id, msg, reply, verdict, request,
                            self._vendor_model_wanted(session, msg, reply, verdict),
                            over_daily_budget(session, self.config, self.clock())
@@ -178,7 +188,11 @@ class Processor:
                              verdict: Classification) -> bool:
         """Read a vendor reply with the model only when configured and the sender may act:
         mail from anyone else never costs a model call."""
-        if verdict.kind != VENDOR_REPLY or not uses_model(self.config):
+        if verdict.kind != VENDOR_REPLY:
+            return False
+        from warrantyd.daemon.vendor_reader import uses_model  # see vendors.handle_vendor_reply
+
+        if not uses_model(self.config):
             return False
         wo_id = verdict.thread.work_order_id if verdict.thread else None
         wo = session.get(WorkOrder, wo_id) if wo_id is not None else None
@@ -257,15 +271,13 @@ def claim_message_id(session: Session, row: InboundMessage,
         return None
     key = ("inbound-copy:" + hashlib.sha256(message_id.encode("utf-8", "replace"))
            .hexdigest())[:100]
-    try:
-        with session.begin_nested():
-            session.add(Setting(key=key, value=str(row.id)))
-    except IntegrityError:
-        holder = session.get(Setting, key)
-        first = session.get(InboundMessage, int(holder.value),
-                            options=[defer(InboundMessage.raw)]) if holder is not None else None
-        if first is not None and first.id != row.id and first.mailbox != row.mailbox:
-            return first.id
+    if insert_if_absent(session, Setting, {"key": key, "value": str(row.id)}):
+        return None
+    holder = session.get(Setting, key)
+    first = session.get(InboundMessage, int(holder.value),
+                        options=[defer(InboundMessage.raw)]) if holder is not None else None
+    if first is not None and first.id != row.id and first.mailbox != row.mailbox:
+        return first.id
     return None
 
 

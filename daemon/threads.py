@@ -9,6 +9,8 @@ is no thread for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -25,10 +27,13 @@ from warrantyd.storage.models import (
 
 
 class DbThreadLookup:
-    def __init__(self, session: Session, config: Config, secret: bytes) -> None:
+    def __init__(self, session: Session, config: Config, secret: bytes, *,
+                 vendor_emails: Callable[[], Collection[str]] | None = None) -> None:
         self.session = session
         self.config = config
         self.secret = secret
+        self.vendor_emails = vendor_emails
+        """Every vendor address, when the caller keeps them (the daemon caches them)."""
         self.token_problems: list[str] = []
 
     def by_token(self, token: str) -> ThreadRef | None:
@@ -105,6 +110,8 @@ class DbThreadLookup:
         return self.config.is_staff(address, division)
 
     def is_vendor(self, address: str) -> bool:
+        if self.vendor_emails is not None:
+            return address.lower() in self.vendor_emails()
         count = self.session.scalar(
             select(func.count()).select_from(Vendor).where(Vendor.email == address.lower()))
         return bool(count)

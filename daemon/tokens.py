@@ -72,8 +72,7 @@ def issue_token(session: Session, secret: bytes, *, kind: str, address: str, day
                      digest_id=digest_id, service_request_id=service_request_id,
                      work_order_id=work_order_id, created_at=now,
                      expires_at=now + timedelta(days=days))
-    session.add(row)
-    session.flush()
+    session.add(row)  # inserted with the caller's next flush (a query autoflushes it)
     return row
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from io import BytesIO
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -49,7 +50,6 @@ from warrantyd.daemon.render import localized, render, render_mail, translation
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.parsers.classify import Classification
 from warrantyd.parsers.message import ParsedMessage
-from warrantyd.parsers.vendor_reply import VendorReading, read_vendor_reply
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.blobs import BlobNotFound
 from warrantyd.storage.models import (
@@ -64,6 +64,9 @@ from warrantyd.storage.models import (
     utcnow,
 )
 from warrantyd.storage.queries import BOUNCED_FLAG
+
+if TYPE_CHECKING:  # imported when first needed (see vendors.handle_vendor_reply)
+    from warrantyd.parsers.vendor_reply import VendorReading
 
 log = logging.getLogger("warrantyd.vendors")
 
@@ -756,6 +759,10 @@ def handle_vendor_reply(ctx: MailContext) -> Effects:
         log.info("vendor mail %s from %s names no work order: recorded for staff",
                  ctx.inbound.id, ctx.sender)
         return Effects(service_request=sr)
+
+    # Imported on the first vendor reply: its month names and patterns take a daemon's
+    # start a noticeable time to build, and most mail is no vendor reply.
+    from warrantyd.parsers.vendor_reply import read_vendor_reply
 
     sr = wo.service_request
     if vendor_may_act(ctx.msg, ctx.verdict, wo) is None:

@@ -17,14 +17,13 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warrantyd.storage.blobs import BlobNotFound, BlobStore
-from warrantyd.storage.db import Database
+from warrantyd.storage.db import Database, insert_if_absent
 from warrantyd.storage.models import Blob
 
 BLOB_STORES = ("files", "database")
@@ -64,9 +63,8 @@ class DatabaseBlobStore:
         digest = hashlib.sha256(content).hexdigest()
         values = {"sha256": digest, "content": content, "size": len(content)}
         with self._session() as session:
-            dialect = session.get_bind().dialect.name
             if session.get(Blob, digest) is None:
-                session.execute(_insert_if_absent(dialect, values))
+                insert_if_absent(session, Blob, values)
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -79,15 +77,6 @@ class DatabaseBlobStore:
     def exists(self, digest: str) -> bool:
         with self._session() as session:
             return session.scalar(select(Blob.sha256).where(Blob.sha256 == digest)) is not None
-
-
-def _insert_if_absent(dialect: str, values: dict[str, object]) -> Any:
-    """An INSERT that does nothing when another process stored the same blob first."""
-    if dialect == "postgresql":
-        return postgresql.insert(Blob).values(**values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(Blob).values(**values).on_conflict_do_nothing()
-    return insert(Blob).values(**values)  # pragma: no cover - the two supported databases
 
 
 def blob_store_for(kind: str, data_dir: Path, db: Database | None = None, *,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -91,6 +92,32 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if sqlite:
                 raw.execute("PRAGMA foreign_keys=ON")
+
+
+def savepoint_unless_locked(session: Session) -> AbstractContextManager[Any]:
+    """A SAVEPOINT to catch losing a race to insert the same key (then: read the winner's
+    row), except on SQLite: there the transaction holds the write lock since its ``BEGIN
+    IMMEDIATE``, so no one else can have inserted since our SELECT, and the savepoint would
+    only cost two statements."""
+    if session.get_bind().dialect.name == "sqlite":
+        return nullcontext()
+    return session.begin_nested()
+
+
+def insert_if_absent(session: Session, model: Any, values: dict[str, Any]) -> bool:
+    """INSERT one row of ``model`` unless its primary or a unique key is taken; return whether
+    it was inserted.  A concurrent transaction inserting the same key makes this one wait
+    for it and then insert nothing — one statement, where a SAVEPOINT around an ORM insert
+    costs three and a rollback to it."""
+    dialect, table = session.get_bind().dialect.name, model.__table__
+    # What the INSERT returns tells: the row count is not reported by every driver.
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - the two supported databases
+        stmt = insert(table).values(**values)
+    return session.execute(stmt.returning(*table.primary_key.columns)).first() is not None
 
 
 _SQLITE_WRITERS: dict[str, threading.RLock] = {}

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from warrantyd.storage.db import savepoint_unless_locked
 from warrantyd.storage.models import InboundMessage, utcnow
 
 
@@ -38,17 +39,19 @@ def store_inbound(
     caller commits.
     """
     digest = sha256_hex(raw)
-    existing = session.scalars(
-        select(InboundMessage).where(InboundMessage.sha256 == digest)
-    ).first()
-    if existing is None and uid is not None:
-        existing = session.scalars(
-            select(InboundMessage).where(
-                InboundMessage.mailbox == mailbox,
-                InboundMessage.uidvalidity == uidvalidity,
-                InboundMessage.uid == uid,
-            )
-        ).first()
+    if uid is None:
+        existing = session.scalars(_BY_SHA256, {"sha256": digest}).first()
+    else:
+        # One read for both keys (almost always finding nothing); the same bytes win.
+        found = session.scalars(
+            _BY_SHA256_OR_POSITION if uidvalidity is not None else
+            select(InboundMessage).where(or_(
+                InboundMessage.sha256 == digest,
+                and_(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity.is_(None),
+                     InboundMessage.uid == uid))),
+            {"sha256": digest, "mailbox": mailbox, "uidvalidity": uidvalidity,
+             "uid": uid}).all()
+        existing = next((r for r in found if r.sha256 == digest), found[0] if found else None)
     if existing is not None:
         if uid is not None and (existing.uidvalidity, existing.uid) != (uidvalidity, uid):
             _release_position(session, mailbox, uidvalidity, uid, keep=existing.id)
@@ -60,8 +63,9 @@ def store_inbound(
         sha256=digest, raw=raw, size=len(raw), status="new", received_at=utcnow(),
     )
     try:
-        with session.begin_nested():
+        with savepoint_unless_locked(session):
             session.add(row)
+            session.flush()
     except IntegrityError:
         # Another process stored it between our SELECT and INSERT.
         found = session.scalars(
@@ -69,6 +73,15 @@ def store_inbound(
         ).one()
         return found, False
     return row, True
+
+
+# Built once: building an ORM statement costs more than running it (two per stored mail).
+_BY_SHA256 = select(InboundMessage).where(InboundMessage.sha256 == bindparam("sha256"))
+_BY_SHA256_OR_POSITION = select(InboundMessage).where(or_(
+    InboundMessage.sha256 == bindparam("sha256"),
+    and_(InboundMessage.mailbox == bindparam("mailbox"),
+         InboundMessage.uidvalidity == bindparam("uidvalidity"),
+         InboundMessage.uid == bindparam("uid"))))
 
 
 def _release_position(session: Session, mailbox: str, uidvalidity: int | None, uid: int,

@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 from config_builder import ELM_STREET, US, build_config
-from sqlalchemy import select
+from sqlalchemy import select, update
 from vendor_jobs import FakeDrafter
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
+from warrantyd.daemon.drafting import DirectoryCache
 from warrantyd.daemon.process import Processor, reprocess
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import (
+    MAIN_DIVISION,
+    Feedback,
     HistoryEvent,
     InboundMessage,
     OutboundMessage,
@@ -268,3 +271,36 @@ async def test_the_daily_token_budget_sends_drafting_offline(
         engines = [sr.engine for sr in s.scalars(select(ServiceRequest).order_by(
             ServiceRequest.id))]
     assert engines == ["anthropic", "offline (fallback: daily token budget)"]
+
+
+def test_cached_vendors_and_decisions_see_this_process_at_once_and_others_after_the_ttl(
+        database: Database) -> None:
+    """The processor reads vendors and staff decisions once per TTL, not once per mail: a
+    commit of this process that changes them is seen by the next mail; a change it cannot
+    see (another daemon's) within the TTL."""
+    now = [0.0]
+    cache = DirectoryCache(ttl=2.0, clock=lambda: now[0])
+    with database.session() as s:
+        assert cache.vendor_infos(s, MAIN_DIVISION) == ()
+        assert cache.vendor_emails(s) == frozenset()
+        assert cache.feedback_examples(s) == ()
+    with database.session() as s:
+        s.add(Vendor(name="Ace Plumbing", email="ace@plumbing.example", trades=["plumbing"]))
+        s.add(Feedback(decision="accepted", source_text="The faucet drips"))
+    with database.session() as s:
+        assert [v.email for v in cache.vendor_infos(s, MAIN_DIVISION)] == ["ace@plumbing.example"]
+        assert cache.vendor_emails(s) == {"ace@plumbing.example"}
+        assert [f.source_text for f in cache.feedback_examples(s)] == ["The faucet drips"]
+    with database.session() as s:  # as another process would: no ORM object changes here
+        s.execute(update(Vendor.__table__).values(active=False))
+    with database.session() as s:
+        assert len(cache.vendor_infos(s, MAIN_DIVISION)) == 1, "within the TTL: cached"
+    now[0] = 2.5
+    with database.session() as s:
+        assert cache.vendor_infos(s, MAIN_DIVISION) == (), "after the TTL: read again"
+    with pytest.raises(RuntimeError), database.session() as s:  # rolled back: not seen
+        s.add(Vendor(name="Gone", email="gone@example.com", trades=[]))
+        s.flush()
+        raise RuntimeError("rolled back")
+    with database.session() as s:
+        assert cache.vendor_emails(s) == {"ace@plumbing.example"}

@@ -959,6 +959,8 @@ _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
 _CALL_ME = _rx(r"[^.!?]*\b(?:call|text|reach|contact|ll[aá]me\w*|marque\w*)\b[^.!?]*"
                r"\b(?:me|us|my|at|al)\b[^.!?]*(?:[.!?]|$)")
+_CALL_WORD = _rx(r"\b(?:call|text|reach|contact|ll[aá]me\w*|marque\w*)\b")
+"""The word :data:`_CALL_ME` cannot match without."""
 _LEAD_FILLER = _rx(
     r"^(?:(?:also|and|plus|second(?:ly)?|separately|unrelated|in addition|additionally|"
     r"lastly|finally|however|oh,? and|new problem(?: though)?|one more thing(?: to add)?|"
@@ -1007,7 +1009,8 @@ def _scrub(text: str, names: Sequence[str]) -> str:
     text = _EMAIL.sub("[email removed]", text)
     text = _URL.sub("", text)
     text = _PHONE.sub("[phone removed]", text)
-    text = _CALL_ME.sub(" ", text)
+    if _CALL_WORD.search(text):  # the costly sentence match only where it can match
+        text = _CALL_ME.sub(" ", text)
     for name in names:
         if len(name) >= 2 and name[:1].isupper():
             text = re.sub(rf"\b{re.escape(name)}\b", "homeowner", text)

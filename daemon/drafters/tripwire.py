@@ -244,6 +244,12 @@ def _sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_SPLIT.split(text) if s.strip()]
 
 
+def _live_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that do not report a problem as solved (split and checked
+    once per text, not once per rule: this runs on every issue of every mail)."""
+    return [s for s in _sentences(text) if not (_RESOLVED.search(s) and not _RECURRED.search(s))]
+
+
 def _negated(clause: str, start: int) -> bool:
     """True when one of the three words before ``start`` negates the cue."""
     before = clause[:start].split()[-3:]
@@ -263,20 +269,19 @@ def _clause_fires(rule: EmergencyRule, clause: str) -> bool:
 def emergency_reasons(text: str) -> list[str]:
     """Every emergency reason found in ``text``, in rule order, without repeats."""
     reasons: list[str] = []
+    live = [(sentence, _CLAUSE_SPLIT.split(sentence)) for sentence in _live_sentences(text)]
     for rule in EMERGENCY_RULES:
         if rule.reason in reasons:
             continue
         if rule.needs is not None and rule.needs_scope == "text" and not rule.needs.search(text):
             continue
-        for sentence in _sentences(text):
-            if _RESOLVED.search(sentence) and not _RECURRED.search(sentence):
-                continue
+        for sentence, clauses in live:
             if (rule.needs is not None and rule.needs_scope == "sentence"
                     and not rule.needs.search(sentence)):
                 continue
             if rule.unless is not None and rule.unless.search(sentence):
                 continue
-            if any(_clause_fires(rule, clause) for clause in _CLAUSE_SPLIT.split(sentence)):
+            if any(_clause_fires(rule, clause) for clause in clauses):
                 reasons.append(rule.reason)
                 break
     return reasons
@@ -405,12 +410,11 @@ def urgent_reason(text: str) -> str | None:
     """
     if _NOT_SECURITY.search(text):
         return None
+    live = _live_sentences(text)
     for rule in URGENT_RULES:
         if rule.needs is not None and not rule.needs.search(text):
             continue
-        for sentence in _sentences(text):
-            if _RESOLVED.search(sentence) and not _RECURRED.search(sentence):
-                continue
+        for sentence in live:
             if rule.unless is not None and rule.unless.search(sentence):
                 continue
             for match in rule.pattern.finditer(sentence):
