@@ -342,7 +342,7 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
         session, our_address=division.mailbox.address, from_name=division.from_name,
         kind="ack", to=requester.email, subject=render(
             f"email/{localized('ack_subject', sr.language)}.txt", sr_ref=sr.ref,
-            subject=strip_subject_prefix(requester.subject) or "warranty request").strip()[:250],
+            subject=strip_subject_prefix(requester.subject)).strip()[:250],
         text=text, html=html, dedupe_key=f"ack:{sr.ref}",
         reply_to=plus_address(division.mailbox.address, token.token),
         in_reply_to=requester.message_id, references=requester.references,

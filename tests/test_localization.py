@@ -461,3 +461,20 @@ def test_english_mail_never_reads_as_another_language(text: str) -> None:
                                   "de la", "fuga", ""])
 def test_too_little_text_has_no_language(text: str) -> None:
     assert detect_language(text) is None
+
+
+@pytest.mark.parametrize(("language", "fallback"), [
+    (None, "We received your request: warranty request"),
+    ("es", "Recibimos su solicitud: solicitud de garantía"),
+    ("fr", "Nous avons bien reçu votre demande : demande de garantie"),
+    ("pt", "Recebemos sua solicitação: solicitação de garantia"),
+])
+def test_an_ack_subject_without_the_homeowners_subject_stays_in_their_language(
+        language: str | None, fallback: str) -> None:
+    from warrantyd.daemon.render import localized, render
+
+    subject = render(f"email/{localized('ack_subject', language)}.txt", sr_ref="SR-4",
+                     subject="").strip()
+    assert subject == f"[SR-4] {fallback}"
+    assert render(f"email/{localized('ack_subject', language)}.txt", sr_ref="SR-4",
+                  subject="Leak").strip().endswith(": Leak")
