@@ -351,15 +351,19 @@ def _queue(session: Session, config: Config, division: DivisionConfig, *, digest
            refused: list[RefusedMail], now: datetime,
            slot: str | None = None) -> list[OutboundMessage]:
     """One mail per staff member of ``division``: same items and photos, each with its own
-    reply token (a plus-address of the division's mailbox)."""
+    reply token (a plus-address of the division's mailbox).  ``digest`` is new, made in
+    this transaction by the caller."""
     items = [_item(n, wo) for n, wo in enumerate(work_orders, start=1)]
     mailbox = division.mailbox.address
     inline = _photos(session, config, digest.id, items, work_orders,
                      mailbox.rpartition("@")[2] or "warrantyd")
     example_item = next((i for i in items if i.status == "draft"), items[0] if items else None)
+    # The digest was made in this transaction: nobody has a token for it yet, issue them.
+    secret = installation_secret(session, config.web.secret_env)
     rows: list[OutboundMessage] = []
     for staff in division.staff.addresses:
-        token = staff_reply_token(session, config, staff, digest.id, now, division.name)
+        token = issue_token(session, secret, kind="digest", address=staff,
+                            days=division.staff.token_days, digest_id=digest.id, now=now)
         reply_address = plus_address(mailbox, token.token)
         for item in items:
             item.actions = _quick_actions(item, reply_address, subject)
