@@ -133,7 +133,7 @@ def locate_home(session: Session, sender: str | None, arrival: str, *,
     # One read of every home the sender owns (few), newest first: what find_home would
     # pick in each division, and which divisions there are.
     newest: dict[str, tuple[Homeowner, Home]] = {}
-    for owner, home in session.execute(_HOMES_OF, {"email": sender.lower()}).tuples():
+    for owner, home in session.execute(_HOMES_OF, {"email": sender.lower()}):
         newest.setdefault(home.division, (owner, home))
     if arrival in newest:
         return HomeMatch(arrival, *newest[arrival])

@@ -44,6 +44,9 @@ log = logging.getLogger("warrantyd.leader")
 
 RETRY_SECONDS = 3.0
 """How often a daemon that is not the reader asks for the mailbox again."""
+UNFILED_RECHECK_SECONDS = 5.0
+"""How soon a reader looks again at finished mail it has not filed though the count of it
+did not change (it finished during the reader's own pass)."""
 CHECK_SECONDS = 2.0
 """How often the reader makes sure its lock connection is still alive."""
 FILED_STATUSES = ("done", "ignored", "quarantined")
@@ -257,6 +260,7 @@ class MailboxReader:
         self.intake: Any = None
         self.holding = False
         self._unfiled_seen = 0
+        self._woken_at = 0.0
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -322,8 +326,13 @@ class MailboxReader:
         except Exception as exc:
             log.warning("could not count the finished mail waiting to be filed: %s", exc)
             return
-        if unfiled and unfiled != self._unfiled_seen:
+        # A changed count is new work; an unchanged one may be work that finished while a
+        # pass was already filing (that pass missed it): look again, but not every check.
+        now = asyncio.get_running_loop().time()
+        if unfiled and (unfiled != self._unfiled_seen
+                        or now - self._woken_at >= UNFILED_RECHECK_SECONDS):
             intake.wake()
+            self._woken_at = now
         self._unfiled_seen = unfiled
 
     def _count_unfiled(self) -> int:
