@@ -488,6 +488,7 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
             stmt = stmt.where(inbound_in_divisions(config, divisions))
         rows = [{"id": r.id, "status": r.status, "received_at": r.received_at.isoformat(),
                  "from": r.from_addr, "subject": r.subject, "classification": r.classification,
+                 "reason": r.reason,
                  "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id,
                  "mailbox": r.mailbox, "uid": r.uid,
                  "division": config.division_of_inbound(r.mailbox).name}
@@ -507,6 +508,8 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
               f"{(r['from'] or '-')[:30]:<30}  {(r['subject'] or '')[:40]}")
         if r["last_error"]:
             print(f"        error: {r['last_error'].splitlines()[-1][:120]}")
+        elif r["status"] == "ignored" and r["reason"]:
+            print(f"        why: {r['reason'][:120]}")
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from warrantyd.daemon.cli import main
 from warrantyd.daemon.reports import render_sr_table, render_wo_table
 from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import store_inbound
-from warrantyd.storage.models import Home, ServiceRequest, Vendor, WorkOrder
+from warrantyd.storage.models import Home, InboundMessage, ServiceRequest, Vendor, WorkOrder
 
 CONFIG = """
 [company]
@@ -157,6 +157,20 @@ def test_inbox_list_names_and_narrows_to_the_mailbox_division(
     assert [r["uid"] for r in rows(out)] == [2]
     _, out, _ = cli(capsys, world, "inbox", "list", "--division", "main", "--json")
     assert [r["uid"] for r in rows(out)] == [1]
+
+
+def test_inbox_list_says_which_mail_an_ignored_copy_repeats(
+        capsys: pytest.CaptureFixture[str], world: World, database: Database) -> None:
+    """One mail to both mailboxes: the copy that did not act says which one did."""
+    with database.session() as s:
+        copy = s.scalars(select(InboundMessage).where(InboundMessage.uid == 2)).one()
+        copy.status, copy.classification = "ignored", "duplicate"
+        copy.reason = "another copy of this mail (Message-ID <m@x>) was handled as inbound 1"
+    _, out, _ = cli(capsys, world, "inbox", "list", "--json")
+    [row] = [r for r in rows(out) if r["uid"] == 2]
+    assert row["classification"] == "duplicate" and "handled as inbound 1" in row["reason"]
+    _, out, _ = cli(capsys, world, "inbox", "list")
+    assert "why: another copy of this mail" in out
 
 
 def test_import_files_vendors_and_homes_in_the_division_named(
