@@ -21,6 +21,7 @@ import pytest
 from daemon_harness import (
     MAILBOX,
     DaemonProcess,
+    count_rows,
     log_problems,
     reader_pid,
     wait_for,
@@ -28,7 +29,7 @@ from daemon_harness import (
 )
 from dovecot import Dovecot
 from smtp_sink import SmtpSink
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from warrantyd.daemon.leader import MailboxReader, RowClaims, lock_key
 from warrantyd.storage.blob_db import DatabaseBlobStore, blob_store_for
@@ -58,11 +59,6 @@ def dovecot() -> Iterator[Dovecot]:
 def sink() -> Iterator[SmtpSink]:
     with SmtpSink() as server:
         yield server
-
-
-def _count(db: Database, model: type, *where: object) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def _mail(n: int) -> bytes:
@@ -109,19 +105,19 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
         with dovecot.client(user) as imap:
             for n in range(TOTAL):
                 assert imap.append("INBOX", "", None, _mail(n))[0] == "OK"
-        wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") >= 40,
+        wait_for(lambda: count_rows(db, InboundMessage, InboundMessage.status == "done") >= 40,
                  60, "forty mails processed", daemons[0])
         first_reader = reader_pid(db, mailbox)
         victim = next(d for d in daemons if d.proc is not None and d.proc.pid == first_reader)
         victim.kill()
-        assert _count(db, InboundMessage, InboundMessage.status == "done") < TOTAL, \
+        assert count_rows(db, InboundMessage, InboundMessage.status == "done") < TOTAL, \
             "the backlog finished before the kill: make it larger"
         survivors = [d for d in daemons if d is not victim]
         wait_for(lambda: reader_pid(db, mailbox) not in (None, first_reader), 20,
                  "another daemon to take over the mailbox", survivors[0])
-        wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") == TOTAL,
+        wait_for(lambda: count_rows(db, InboundMessage, InboundMessage.status == "done") == TOTAL,
                  90, "every mail processed", survivors[0])
-        wait_for(lambda: _count(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
+        wait_for(lambda: count_rows(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
                  60, "every mail sent", survivors[0])
         wait_for(lambda: len(dovecot.list_uids(user, "Processed")) == TOTAL, 30,
                  "every mail filed", survivors[0])
@@ -141,8 +137,8 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
     assert dovecot.list_uids(user, "INBOX") == []
 
     # Exactly once: one row, one request, one acknowledgement per mail.
-    assert _count(db, InboundMessage) == TOTAL
-    assert _count(db, ServiceRequest) == TOTAL
+    assert count_rows(db, InboundMessage) == TOTAL
+    assert count_rows(db, ServiceRequest) == TOTAL
     with db.session() as s:
         workers = Counter(s.scalars(select(InboundMessage.claimed_by)))
     # Each survivor was polling for the whole backlog, so each did some of it.  The victim
@@ -155,7 +151,7 @@ def test_three_daemons_share_one_mailbox_and_survive_losing_the_reader(
             f"--- daemon {d.proc.pid if d.proc else '?'} ---\n{log_problems(log)}"
             for d, log in zip(daemons, logs, strict=True)))
     ids = Counter(m.message_id for m in sink.messages)
-    assert len(ids) == _count(db, OutboundMessage), "a queued mail was lost"
+    assert len(ids) == count_rows(db, OutboundMessage), "a queued mail was lost"
     # At most the one mail in flight at the SIGKILL goes out twice, whatever its kind.
     doubled = [mid for mid, n in ids.items() if n > 1]
     assert len(doubled) <= 1 and all(ids[mid] == 2 for mid in doubled), doubled
@@ -300,5 +296,5 @@ def test_database_blob_store_round_trip_and_shared_between_processes(
     assert isinstance(blob_store_for("files", tmp_path, database), BlobStore)
     with pytest.raises(ValueError):
         blob_store_for("s3", tmp_path, database)
-    assert _count(database, Blob) == 1
+    assert count_rows(database, Blob) == 1
     assert not (tmp_path / "blobs").exists()

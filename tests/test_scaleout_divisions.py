@@ -19,6 +19,7 @@ from daemon_harness import (
     MAILBOX,
     STAFF,
     DaemonProcess,
+    count_rows,
     division_config,
     homeowner_mail,
     log_problems,
@@ -28,7 +29,7 @@ from daemon_harness import (
 )
 from dovecot import Dovecot
 from smtp_sink import ReceivedMessage, SmtpSink
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from warrantyd.daemon.leader import PostgresMailboxLock
 from warrantyd.storage.db import Database
@@ -73,16 +74,11 @@ def _feed(dovecot: Dovecot, users: dict[str, str], numbers: range) -> None:
                 assert imap.append("INBOX", "", None, raw)[0] == "OK"
 
 
-def _count(db: Database, model: type, *where: object) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
 def _done(db: Database, mailbox: str | None = None) -> int:
     where = [InboundMessage.status == "done"]
     if mailbox is not None:
         where.append(InboundMessage.mailbox == mailbox)
-    return _count(db, InboundMessage, *where)
+    return count_rows(db, InboundMessage, *where)
 
 
 def _config(tmp: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, main_user: str,
@@ -154,7 +150,7 @@ def test_three_daemons_two_division_mailboxes_and_the_north_reader_killed(
         _feed(dovecot, users, range(BEFORE_KILL, PER_BOX))  # north: only the successor reads it
 
         wait_for(lambda: _done(db) == 2 * PER_BOX, 60, "every mail processed", survivors[0])
-        wait_for(lambda: _count(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
+        wait_for(lambda: count_rows(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
                  30, "every mail sent", survivors[0])
         wait_for(lambda: all(len(dovecot.list_uids(u, "Processed")) == PER_BOX
                              for u in users.values()), 30,

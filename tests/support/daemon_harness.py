@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dovecot import PASSWORD, Dovecot
 from smtp_sink import free_port
+from sqlalchemy import func, select
 
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import MailboxState
@@ -205,6 +206,12 @@ def division_config(name: str, *, address: str, imap_user: str, staff: Sequence[
             lines.append(f"[[divisions.{table}]]")
             lines += [f"{k} = {value(v)}" for k, v in row.items()]
     return "\n".join(lines) + "\n"
+
+
+def count_rows(db: Database, model: type, *where: object) -> int:
+    """How many rows of ``model`` match ``where``, read in a transaction of its own."""
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def reader_pid(db: Database, mailbox: str) -> int | None:
