@@ -207,10 +207,13 @@ class Processor:
                               options=[defer(InboundMessage.raw)])
             if row is None or row.status != "new":
                 return Effects()
-            first = claim_message_id(session, row, reading.msg.message_id)
+            # With one mailbox every copy is in the same mailbox: no claim (one write less per
+            # mail, and no claim row kept for it).
+            first = (claim_message_id(session, row, reading.msg.message_id)
+                     if len(self.config.divisions) > 1 else None)
             if first is not None:
-                # One mail delivered twice (To one division's mailbox, Cc another's; or to
-                # two aliases of one mailbox): the first copy acts, this one is filed.
+                # One mail delivered to two division mailboxes (To one, Cc another): the
+                # first copy acts, this one is filed.
                 effects = Effects(status="ignored")
                 row.classification = "duplicate"
                 row.reason = (f"another copy of this mail (Message-ID "
