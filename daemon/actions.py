@@ -346,7 +346,7 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
         text=text, html=html, dedupe_key=f"ack:{sr.ref}",
         reply_to=plus_address(division.mailbox.address, token.token),
         in_reply_to=requester.message_id, references=requester.references,
-        service_request_id=sr.id)
+        service_request_id=sr.id, fresh=True)
     return [row]
 
 
@@ -370,7 +370,7 @@ def _alert_staff(ctx: MailContext, sr: ServiceRequest,
             kind="alert", to=staff,
             subject=f"[{sr.ref}] EMERGENCY: {emergencies[0].title}"[:250], text=text, html=html,
             dedupe_key=f"alert:{sr.ref}:{staff}", service_request_id=sr.id,
-            extra_headers={"Importance": "high", "X-Priority": "1"}))
+            extra_headers={"Importance": "high", "X-Priority": "1"}, fresh=True))
         record(session, "emergency_alert", SYSTEM, f"staff {staff} alerted",
                sr_id=sr.id, at=now)
     return rows

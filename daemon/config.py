@@ -87,6 +87,8 @@ class SmtpConfig:
     from_name: str = ""
     rate_per_recipient_per_hour: int = 20
     timeout_seconds: float = 30.0
+    connections: int = 2
+    """How many SMTP connections one daemon sends over at once."""
     # XOAUTH2 login, as for [mailbox].
     auth: str = "password"
     oauth_token_command: str = ""
@@ -414,6 +416,14 @@ class _Reader:
             return default
         return int(value)
 
+    def count(self, key: str, default: int) -> int:
+        """A whole number of at least 1."""
+        value = self.get(key, int, default)
+        if isinstance(value, bool) or value < 1:
+            self.problem(key, f"must be a whole number of at least 1, not {value}")
+            return default
+        return value
+
     def positive(self, key: str, default: float) -> float:
         value = self.get(key, (int, float), default)
         if value <= 0:
@@ -506,6 +516,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         from_name=sm.text("from_name", company_name),
         rate_per_recipient_per_hour=int(sm.positive("rate_per_recipient_per_hour", 20)),
         timeout_seconds=sm.positive("timeout_seconds", 30.0),
+        connections=sm.count("connections", 2),
         **_oauth_settings(sm, base_dir),
     )
     sm.unknown_keys()
@@ -621,8 +632,9 @@ def _staff_config(sf: _Reader, timezone: str, *, required: bool,
     """``[staff]``, or a division's ``[divisions.staff]``, whose unset keys then come from
     the top-level ``[staff]`` (the addresses never do)."""
     base = inherit or StaffConfig(addresses=())
-    addresses = tuple(a.lower() for a in sf.strings(
-        "addresses", required=required, hint='a list like ["pat@acme-homes.example"]'))
+    # Once each: a staff member listed twice gets one digest, not two.
+    addresses = tuple(dict.fromkeys(a.strip().lower() for a in sf.strings(
+        "addresses", required=required, hint='a list like ["pat@acme-homes.example"]')))
     for addr in addresses:
         if not _looks_like_address(addr):
             sf.problem("addresses", f"{addr!r} is not an email address")

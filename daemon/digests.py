@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -302,12 +302,18 @@ def approval_digests() -> ColumnElement[bool]:
     return Digest.kind == "approval"
 
 
-def _last_digest_at(session: Session, config: Config, division: str) -> datetime | None:
+_BEFORE_ANY_DIGEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _last_digest_query(config: Config, division: str) -> Select[tuple[datetime | None]]:
+    """When ``division``'s last approval digest was made (NULL before the first)."""
     query = select(func.max(Digest.created_at)).where(approval_digests())
     scope = in_division(config, Digest.division, division)
-    if scope is not None:
-        query = query.where(scope)
-    return session.scalar(query)
+    return query if scope is None else query.where(scope)
+
+
+def _last_digest_at(session: Session, config: Config, division: str) -> datetime | None:
+    return session.scalar(_last_digest_query(config, division))
 
 
 def _refused_in_division(config: Config, division: str) -> ColumnElement[bool] | None:
@@ -328,8 +334,11 @@ def _refused_in_division(config: Config, division: str) -> ColumnElement[bool] |
     return or_(scope, and_(HistoryEvent.service_request_id.is_(None), arrived))
 
 
-def _refused_since(session: Session, config: Config, division: str, since: datetime | None,
+def _refused_since(session: Session, config: Config, division: str,
+                   since: datetime | ColumnElement[datetime] | None,
                    now: datetime) -> list[RefusedMail]:
+    """Command mail refused after ``since`` (a time, or a query of one: then in the same
+    statement) and up to ``now``, the last :data:`MAX_REFUSED_LISTED`, oldest first."""
     query = select(HistoryEvent).where(HistoryEvent.event == REFUSED_EVENT,
                                        HistoryEvent.at <= now)
     scope = _refused_in_division(config, division)
@@ -380,6 +389,7 @@ def _queue(session: Session, config: Config, division: DivisionConfig, *, digest
             kind="digest", to=staff, subject=subject[:250], text=text, html=html,
             dedupe_key=digest_dedupe_key(digest.id, staff, slot), reply_to=reply_address,
             attachments=inline, service_request_id=digest.service_request_id, now=now,
+            fresh=True,
             extra_headers={"Importance": "high", "X-Priority": "1"} if any(
                 i.priority == "emergency" for i in items) else None)
         rows.append(row)
@@ -402,7 +412,9 @@ def queue_digests_for_request(session: Session, config: Config, sr: ServiceReque
     if digest_mode(config, division.name) != IMMEDIATE or not division.staff.addresses:
         return []
     ordered = _ordered([wo for wo in work_orders if wo.status in _OPEN_STATUSES])
-    since = _last_digest_at(session, config, division.name)
+    # Since the last digest, asked in the same statement (one round trip per digest).
+    since = func.coalesce(_last_digest_query(config, division.name).scalar_subquery(),
+                          _BEFORE_ANY_DIGEST)
     refused = _refused_since(session, config, division.name, since, now)
     digest = Digest(created_at=now, service_request_id=sr.id, division=division.name,
                     work_order_ids=[wo.id for wo in ordered])

@@ -109,7 +109,7 @@ class ImapIntake:
     """Reads one IMAP folder into ``inbound_message`` rows and files finished mail."""
 
     def __init__(self, mailbox: MailboxConfig, db: Database, *,
-                 process: Callable[[], Awaitable[None]],
+                 process: Callable[[], Awaitable[object]],
                  import_existing: bool = False,
                  ssl_context: ssl.SSLContext | None = None,
                  full_poll_seconds: float = 300.0,
@@ -462,7 +462,7 @@ class ImapIntake:
         if not uids:
             return set()
         found: set[int] = set()
-        with self.db.session() as session:
+        with self.db.reading() as session:
             for start in range(0, len(uids), 500):
                 chunk = uids[start:start + 500]
                 found.update(session.scalars(
@@ -485,7 +485,7 @@ class ImapIntake:
     # --- filing ---------------------------------------------------------------------------
 
     def _finished_rows(self) -> list[tuple[int, int, str]]:
-        with self.db.session() as session:
+        with self.db.reading() as session:
             rows = session.execute(
                 select(InboundMessage.id, InboundMessage.uid, InboundMessage.status).where(
                     InboundMessage.mailbox == self.key,
@@ -553,7 +553,7 @@ class ImapIntake:
 
     def _count_backlog(self) -> int:
         """Rows of this folder not filed yet (waiting to be processed or to be moved)."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             return int(session.scalar(
                 select(func.count()).select_from(InboundMessage).where(
                     InboundMessage.mailbox == self.key,

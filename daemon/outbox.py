@@ -329,12 +329,15 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
                service_request_id: int | None = None, work_order_id: int | None = None,
                auto_submitted: bool | str = True,
                extra_headers: Mapping[str, str] | None = None,
-               now: datetime | None = None) -> OutboundMessage:
+               now: datetime | None = None, fresh: bool = False) -> OutboundMessage:
     """Add one outgoing mail to ``session`` (the caller's transaction) and return its row.
 
     ``dedupe_key`` names what the mail is about ("ack:SR-3"): when a row with that key
     exists, it is returned unchanged and nothing is added, so processing the same event twice
-    never sends two mails.  ``to`` is an address, optionally with a display name.
+    never sends two mails.  ``fresh`` says the key names something made in this very
+    transaction (a new request's acknowledgement, a new digest): no row can hold it yet, so
+    it is not looked up, and the row is inserted with the transaction's next flush, together
+    with the others.  ``to`` is an address, optionally with a display name.
     ``in_reply_to``/``references`` take Message-IDs with or without angle brackets.
     ``auto_submitted`` is True for ``auto-generated``, or the RFC 3834 keyword to use
     (``"auto-replied"``), or False to leave the header out.
@@ -344,7 +347,7 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
     history event: visible, never sent.  The Message-ID on the row is stored without angle
     brackets (as :class:`~warrantyd.parsers.message.ParsedMessage` gives them).
     """
-    existing = _by_dedupe_key(session, dedupe_key)
+    existing = None if fresh else _by_dedupe_key(session, dedupe_key)
     if existing is not None:
         return existing
     now = now or utcnow()
@@ -363,16 +366,21 @@ def queue_mail(session: Session, *, our_address: str, from_name: str, kind: str,
         status="suppressed" if reason else "queued", attempts=0, next_attempt_at=None,
         last_error=reason, created_at=now, service_request_id=service_request_id,
         work_order_id=work_order_id, from_addr=our_address)
-    try:
-        with savepoint_unless_locked(session):
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # Another transaction queued the same mail between our SELECT and INSERT.
-        found = _by_dedupe_key(session, dedupe_key)
-        if found is None:
-            raise
-        return found
+    if fresh:
+        session.add(row)
+        if reason:
+            session.flush()  # the history event names the row
+    else:
+        try:
+            with savepoint_unless_locked(session):
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            # Another transaction queued the same mail between our SELECT and INSERT.
+            found = _by_dedupe_key(session, dedupe_key)
+            if found is None:
+                raise
+            return found
     if reason:
         log.warning("not sending %s mail to %s: %s", kind, to_addr, reason)
         # A plain INSERT, as actions.record makes them: events keep the order they happen in.
@@ -414,6 +422,31 @@ _SENT_LAST_HOUR = (
     .where(_OUT.to_addr == bindparam("to_addr"), _OUT.status == "sent",
            _OUT.sent_at > bindparam("since")))
 _ADD_HISTORY = insert(HistoryEvent.__table__)
+
+class _SendQueue:
+    """The rows of one pass, handed to the connections that send them: the first row whose
+    recipient has no mail in flight (nor one sent and not yet recorded)."""
+
+    def __init__(self, rows: Sequence[_Claimed]) -> None:
+        self.pending = list(rows)
+        self._busy: set[str] = set()
+        self.down: _Outcome | None = None
+        """Set when the server could not be reached: nothing more is taken."""
+
+    def take(self) -> _Claimed | None:
+        for index, row in enumerate(self.pending):
+            if row.to_addr not in self._busy:
+                self._busy.add(row.to_addr)
+                return self.pending.pop(index)
+        return None
+
+    def done(self, row: _Claimed) -> None:
+        self._busy.discard(row.to_addr)
+
+    def take_rest(self) -> list[_Claimed]:
+        rest, self.pending = self.pending, []
+        return rest
+
 
 @dataclass(frozen=True)
 class _Claimed:
@@ -586,48 +619,87 @@ class OutboxSender:
     # -- one pass ---------------------------------------------------------------------------
 
     async def send_due(self) -> int:
-        """Claim what is due, send it over one connection, record each outcome; return #sent."""
+        """Claim what is due, send it over ``[smtp] connections`` connections at once, record
+        each outcome; return #sent.
+
+        Mail to one recipient goes out in the order it was queued, one at a time: it is
+        never in flight on two connections, and the next one is taken only after the last
+        is recorded (so the per-recipient rate cap counts it).  While a connection talks to
+        the server, the others do, or record what they sent.
+        """
         self._batch_was_full = False
         batch = await asyncio.to_thread(self._claim)
         self._batch_was_full = len(batch) >= self.batch_size
+        queue = _SendQueue(batch)
+        lanes = max(1, min(self.smtp.connections, len(batch)))
+        try:
+            results = await asyncio.gather(*(self._send_lane(queue) for _ in range(lanes)),
+                                           return_exceptions=True)
+        finally:
+            self._last_pass_at = self.clock()
+        if queue.down is not None:
+            # The server is unreachable or refuses us: every remaining row waits.
+            for rest in queue.take_rest():
+                await asyncio.to_thread(self._record_failure, rest, queue.down)
+        elif queue.pending:
+            await asyncio.to_thread(self._release, queue.take_rest())
+        problems = [r for r in results if isinstance(r, BaseException)]
+        if problems:
+            raise problems[0]
+        self._pending = await asyncio.to_thread(self._count_pending)
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _send_lane(self, queue: _SendQueue) -> int:
+        """One connection's share of a pass: take, send, record, until nothing is left to
+        take (what is left belongs to recipients in flight on other connections)."""
         sent = 0
         smtp: aiosmtplib.SMTP | None = None
         # Taken by the server, not recorded yet: it is recorded in the transaction that
         # renews the lease of the next row (one transaction per mail, not two), right away.
         answered: _Claimed | None = None
         try:
-            for index, item in enumerate(batch):
-                if self._stopping:
+            while True:
+                item = self._next(queue)
+                if item is None and answered is not None:
+                    # The rest may be this recipient's next mail: record, then look again.
                     await asyncio.to_thread(self._settle, answered, None)
+                    queue.done(answered)
                     answered = None
-                    await asyncio.to_thread(self._release, batch[index:])
+                    item = self._next(queue)
+                if item is None:
                     break
                 ready = await asyncio.to_thread(self._settle, answered, item)
-                answered = None
+                if answered is not None:
+                    queue.done(answered)
+                    answered = None
                 if not ready:
+                    queue.done(item)
                     continue
                 outcome, smtp = await self._deliver(item, smtp)
                 if outcome.connection_down:
-                    # The server is unreachable or refuses us: every remaining row waits.
-                    for rest in batch[index:]:
-                        await asyncio.to_thread(self._record_failure, rest, outcome)
+                    queue.down = outcome
+                    await asyncio.to_thread(self._record_failure, item, outcome)
+                    queue.done(item)
                     break
                 if outcome.sent:
                     answered = item
                     sent += 1
                 else:
                     await asyncio.to_thread(self._record_failure, item, outcome)
+                    queue.done(item)
         finally:
             try:
                 if answered is not None:
                     await asyncio.to_thread(self._settle, answered, None)
+                    queue.done(answered)
             finally:
                 if smtp is not None:
                     await _close(smtp)
                 self._sent_total += sent
-                self._last_pass_at = self.clock()
-        self._pending = await asyncio.to_thread(self._count_pending)
         return sent
+
+    def _next(self, queue: _SendQueue) -> _Claimed | None:
+        return None if self._stopping or queue.down is not None else queue.take()
 
     async def _deliver(self, item: _Claimed,
                        smtp: aiosmtplib.SMTP | None) -> tuple[_Outcome, aiosmtplib.SMTP | None]:

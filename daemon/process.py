@@ -94,6 +94,9 @@ class Processor:
         self.retry_seconds = retry_seconds
         self._lock = asyncio.Lock()
         self.directory = DirectoryCache()
+        self.keep_going: Callable[[], bool] = lambda: True
+        """Asked before each mail: False ends the pass there (the processing worker's daemon
+        has gone away); the rows not done stay due."""
 
     async def process_pending(self) -> int:
         """Process every due row; return how many were handled (done, ignored or failed)."""
@@ -105,6 +108,8 @@ class Processor:
                     return handled
                 claimed_any = False
                 for inbound_id in ids:
+                    if not self.keep_going():
+                        return handled
                     # Several daemons on one PostgreSQL database: take only rows no one
                     # else is working on (the claim dies with the process that holds it).
                     if self.claims is not None and not await asyncio.to_thread(
@@ -121,7 +126,7 @@ class Processor:
                     return handled
 
     def _due_ids(self) -> list[int]:
-        with self.db.session() as session:
+        with self.db.reading() as session:
             return due_ids_for_processing(session, self.clock())
 
     async def process_one(self, inbound_id: int) -> None:
@@ -160,7 +165,8 @@ class Processor:
         return result
 
     def _read(self, inbound_id: int) -> Reading | None:
-        with self.db.session() as session:
+        # Phase 1 only reads: it holds no write lock, so mail is stored and sent meanwhile.
+        with self.db.reading() as session:
             row = session.get(InboundMessage, inbound_id)
             if row is None or row.status != "new":
                 return None

@@ -1,7 +1,8 @@
-"""The long-running daemon: intake, processing and the outbox in one asyncio loop.
+"""The long-running daemon: intake and the outbox in one asyncio loop, processing beside it.
 
 Each division's mailbox has its own IMAP reader (a :class:`MailboxReader` around an
-:class:`ImapIntake`), all in this one loop and all feeding the one processor; each reader
+:class:`ImapIntake`), all in this one loop and all feeding the one processing worker (a
+process of its own, see :mod:`warrantyd.daemon.worker`); each reader
 holds its own mailbox lock, so with several daemons on PostgreSQL each mailbox may be read
 by a different one.
 
@@ -23,12 +24,12 @@ from typing import Any
 
 from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.directory import sync_config_records
-from warrantyd.daemon.drafting import make_drafter
 from warrantyd.daemon.intake import ImapIntake, mailbox_key
 from warrantyd.daemon.leader import MailboxReader, poll_processing, run_every, startup_lock
 from warrantyd.daemon.outbox import OutboxSender
-from warrantyd.daemon.process import Processor
 from warrantyd.daemon.scheduler import JobScheduler
+from warrantyd.daemon.tokens import installation_secret
+from warrantyd.daemon.worker import ProcessingWorker
 from warrantyd.storage.db import Database
 
 log = logging.getLogger("warrantyd.service")
@@ -59,7 +60,7 @@ class Service:
         self.readers: dict[str, MailboxReader] = {}
         """One mailbox reader per division, by division name (main first)."""
         self.sender: OutboxSender | None = None
-        self.processor: Processor | None = None
+        self.processor: ProcessingWorker | None = None
         self.scheduler: JobScheduler | None = None
         self._stopping = asyncio.Event()
 
@@ -71,6 +72,8 @@ class Service:
             self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
             with self.db.session() as session:
                 sync_config_records(session, self.config)
+                # Made now if new: processing reads it in sessions that do not write.
+                installation_secret(session, self.config.web.secret_env)
 
     def stop(self) -> None:
         if self._stopping.is_set():
@@ -95,8 +98,9 @@ class Service:
         self.sender = OutboxSender(self.db, self.config.smtp,
                                    rate_exempt=self.config.all_staff_addresses,
                                    tls_context=self.smtp_tls_context)
-        self.processor = Processor(self.config, self.db, make_drafter(self.config),
-                                   on_outbound=self.sender.wake)
+        # Processing has a process of its own (the second core); it starts importing now.
+        self.processor = ProcessingWorker(self.config, on_outbound=self.sender.wake)
+        self.processor.start()
         # Follow-up digest, vendor reminders, cron approval digests: one run per slot.
         self.scheduler = JobScheduler(self.db, self.config, on_mail=self.sender.wake)
         # Only the daemon holding a mailbox's lock reads it; every daemon processes and
@@ -127,6 +131,7 @@ class Service:
             self.scheduler.start()
             await asyncio.gather(*tasks)
         finally:
+            await self.processor.stop()
             await self.scheduler.aclose()
             await web.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,21 +8,27 @@ applied by :func:`upgrade` (``warrantyd db upgrade``, and automatically by ``run
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:  # Alembic is imported by the upgrade only: a worker never migrates
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_SECONDS = 30
 """How long a transaction waits for SQLite's write lock before it fails."""
+READING = "warrantyd_reading"
+"""The execution option of :meth:`Database.reading` sessions (SQLite: no write lock)."""
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -50,14 +56,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front: a transaction that reads and then
             # writes can never fail half-way on a lock upgrade; waits are bounded by
-            # busy_timeout.  Readers are not blocked (WAL).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # busy_timeout.  Readers are not blocked (WAL), so a session only for reading
+            # (Database.reading) takes no lock at all.
+            if conn.get_execution_options().get(READING):
+                conn.exec_driver_sql("BEGIN DEFERRED")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -72,6 +84,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     while migrating (the PRAGMA only takes effect outside a transaction) and every row is
     checked against them before the upgrade commits.
     """
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
@@ -120,21 +134,79 @@ def insert_if_absent(session: Session, model: Any, values: dict[str, Any]) -> bo
     return session.execute(stmt.returning(*table.primary_key.columns)).first() is not None
 
 
-_SQLITE_WRITERS: dict[str, threading.RLock] = {}
-_SQLITE_WRITERS_GUARD = threading.Lock()
+class SqliteWriterTurn:
+    """Whose turn it is to write to one SQLite database: threads of this process, and the
+    processes of the daemon (its processing worker, a CLI command) between each other.
 
-
-def _sqlite_writer_lock(url: str) -> threading.RLock:
-    """The one lock per SQLite database that this process's transactions take in turn.
-
-    Every transaction on SQLite takes the write lock (``BEGIN IMMEDIATE``), and a thread
-    that finds it taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15 ms ...
-    between tries: a sender thread waiting behind a processing thread slept through most
-    of the gaps between its transactions.  Waiting here instead wakes a thread as soon as
-    the lock is free.  Other processes (a CLI command) still wait in the busy handler.
+    Every transaction on SQLite takes the write lock (``BEGIN IMMEDIATE``), and whoever finds
+    it taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15 ms ... between
+    tries: the sender, waiting behind processing, slept through most of the gaps between
+    its transactions.  Here a thread waits on a lock that wakes it as soon as it is free, and
+    a process on a lock file next to the database (``<file>-writer``) that it tries every
+    fraction of a millisecond, so the writers take turns at the pace of their transactions.
+    A program that does not take the turn (the ``sqlite3`` shell) still meets SQLite's own
+    lock and busy handler.  Re-entrant within a thread.
     """
-    with _SQLITE_WRITERS_GUARD:
-        return _SQLITE_WRITERS.setdefault(url, threading.RLock())
+
+    POLL_SECONDS = (0.0001, 0.0002, 0.0005, 0.001)
+    """Waits between tries of the lock file: short at first, 1 ms at most."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._threads = threading.RLock()
+        self._depth = 0  # changed only by the thread holding _threads
+        self._fd: int | None = None
+
+    @contextmanager
+    def __call__(self, timeout: float) -> Iterator[None]:
+        if not self._threads.acquire(timeout=timeout):
+            raise TimeoutError(f"the SQLite database {self.path} stayed locked by another "
+                               f"thread of this process for {timeout:g} s")
+        try:
+            self._depth += 1
+            if self._depth == 1 and self.path is not None:
+                self._lock_file(time.monotonic() + timeout, timeout)
+            try:
+                yield
+            finally:
+                if self._depth == 1 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._depth -= 1
+            self._threads.release()
+
+    def _lock_file(self, deadline: float, timeout: float) -> None:
+        if self._fd is None:
+            self._fd = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the SQLite database {self.path} stayed locked by another process for "
+                    f"{timeout:g} s; is a warrantyd command or a second daemon stuck on it?")
+            time.sleep(self.POLL_SECONDS[min(tries, len(self.POLL_SECONDS) - 1)])
+            tries += 1
+
+
+_SQLITE_TURNS: dict[str, SqliteWriterTurn] = {}
+_SQLITE_TURNS_GUARD = threading.Lock()
+
+
+def _sqlite_writer_turn(url: str, path: str | None) -> SqliteWriterTurn:
+    """The one turn per SQLite database in this process (every Database on it shares it)."""
+    with _SQLITE_TURNS_GUARD:
+        return _SQLITE_TURNS.setdefault(url, SqliteWriterTurn(path))
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The file of a SQLite database; None for an in-memory one."""
+    path = engine.url.database
+    return str(Path(path).resolve()) if path and path != ":memory:" else None
 
 
 class Database:
@@ -144,7 +216,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._writers = (_sqlite_writer_lock(self.engine.url.render_as_string(hide_password=False))
+        self._reading_sessions = sessionmaker(self.engine.execution_options(**{READING: True}),
+                                              expire_on_commit=False)
+        self._writers = (_sqlite_writer_turn(self.engine.url.render_as_string(hide_password=False),
+                                             _sqlite_file(self.engine))
                          if self.engine.dialect.name == "sqlite" else None)
 
     @property
@@ -161,18 +236,29 @@ class Database:
             yield session
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reading: one consistent snapshot, and on SQLite no write lock, so
+        the daemon's other process (and this one's other threads) write meanwhile.
+
+        Meant for reads; a write in it still works (SQLite takes the write lock at that
+        statement, and fails at once if the snapshot is stale by then), so keep writes to
+        :meth:`session`.  Committed at the end like any session.
+        """
+        if self._writers is None:
+            with self.session() as session:
+                yield session
+            return
+        with self._reading_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
     def _turn(self) -> Iterator[None]:
-        """On SQLite, this process's turn to write (see :func:`_sqlite_writer_lock`)."""
+        """On SQLite, this transaction's turn to write (see :class:`SqliteWriterTurn`)."""
         if self._writers is None:
             yield
             return
-        if not self._writers.acquire(timeout=SQLITE_BUSY_SECONDS):
-            raise TimeoutError(f"the SQLite database {self.url} stayed locked by another "
-                               f"thread for {SQLITE_BUSY_SECONDS} s")
-        try:
+        with self._writers(SQLITE_BUSY_SECONDS):
             yield
-        finally:
-            self._writers.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -83,6 +83,20 @@ def test_bad_cron_digest_is_explained() -> None:
     assert any("cron expression" in p for p in _problems(data))
 
 
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "3"])
+def test_smtp_connections_must_be_a_whole_number_of_at_least_one(value: object) -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["smtp"]["connections"] = value
+    assert any("[smtp].connections: must be" in p for p in _problems(data)), value
+
+
+def test_smtp_connections_default_and_set() -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    assert parse_config(data).smtp.connections == 2
+    data["smtp"]["connections"] = 4
+    assert parse_config(data).smtp.connections == 4
+
+
 def test_cli_bad_config_exits_2_with_readable_message(tmp_path: Path) -> None:
     bad = tmp_path / "config.toml"
     bad.write_text('[company]\nname = "Acme"\n[mailbox]\naddress = "nope"\n')

@@ -247,6 +247,38 @@ def test_a_request_without_drafts_still_reaches_staff(database: Database,
     assert len(rows) == 2 and "new: description" in body(as_email(rows[0]), "plain")
 
 
+def test_immediate_digest_lists_mail_refused_since_the_last_digest_only(
+        tmp_path: Path, database: Database) -> None:
+    config = make_config(tmp_path, database)
+
+    def refuse(sender: str, at: datetime) -> None:
+        with database.session() as s:
+            s.add(HistoryEvent(event="command_refused", actor=sender,
+                               detail=f"sender {sender} is not a staff address", at=at))
+
+    refuse("early@evil.example", NOW - timedelta(days=30))  # before any digest: listed
+    sr1, ids1 = add_request(database, config, [{"text": "Kitchen sink leaks"}])
+    first = send_digest(database, config, sr1, ids1, at=NOW)
+    refuse("later@evil.example", NOW + timedelta(minutes=5))
+    sr2, ids2 = add_request(database, config, [{"text": "Crack over the hall door"}],
+                            at=NOW + timedelta(minutes=10))
+    second = send_digest(database, config, sr2, ids2, at=NOW + timedelta(minutes=10))
+    texts = {row.id: body(as_email(row), "plain") for row in outbound(database)}
+    assert all("early@evil.example" in texts[i] for i in first)
+    assert all("early@evil.example" not in texts[i] and "later@evil.example" in texts[i]
+               for i in second), "only what was refused since the last digest"
+
+
+def test_a_staff_member_listed_twice_gets_one_digest(tmp_path: Path,
+                                                     database: Database) -> None:
+    config = build_config(tmp_path, database, staff={"addresses": [PAT, PAT.upper(), LEE]},
+                          homes=[ELM_STREET])
+    assert config.staff.addresses == (PAT, LEE)
+    sr_id, ids = add_request(database, config, [{"text": "Kitchen sink leaks"}])
+    send_digest(database, config, sr_id, ids)
+    assert sorted(r.to_addr for r in outbound(database)) == [LEE, PAT]
+
+
 def test_scheduled_mode_sends_nothing_immediately(tmp_path: Path, database: Database) -> None:
     config = make_config(tmp_path, database, digest="0 7 * * 1-5")
     sr_id, ids = add_request(database, config, [{"text": "Kitchen sink leaks"}])

@@ -290,8 +290,35 @@ async def test_one_connection_per_pass(database: Database, sink: SmtpSink,
                                        clock: FakeClock) -> None:
     for n in range(4):
         queue(database, to=f"owner{n}@example.com")
-    assert await make_sender(database, sink, clock).send_due() == 4
+    assert await make_sender(database, sink, clock, smtp={"connections": 1}).send_due() == 4
     assert len({m.peer for m in sink.messages}) == 1
+
+
+async def test_several_connections_keep_each_recipients_mail_in_order(
+        database: Database, sink: SmtpSink, clock: FakeClock) -> None:
+    order = [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("c", 1), ("b", 2), ("d", 1), ("a", 4)]
+    for who, n in order:
+        queue(database, to=f"{who}@example.com", subject=f"{who} mail {n}")
+    sender = make_sender(database, sink, clock, smtp={"connections": 3})
+    assert await sender.send_due() == len(order)
+    assert len({m.peer for m in sink.messages}) == 3, "three connections at once"
+    for who in "abcd":
+        got = [m.message["Subject"] for m in sink.received_by(f"{who}@example.com")]
+        assert got == [f"{w} mail {n}" for w, n in order if w == who], who
+    assert sender.status["pending"] == 0
+    assert len(history(database, "email_sent")) == len(order)
+
+
+async def test_a_recipients_next_mail_waits_until_the_last_is_recorded(
+        database: Database, sink: SmtpSink, clock: FakeClock) -> None:
+    """The rate cap counts sent mail: with several connections, a recipient's next mail is
+    taken only once the last one is recorded as sent, so the cap holds exactly."""
+    for n in range(4):
+        queue(database, to=HOMEOWNER, subject=f"mail {n}")
+    sender = make_sender(database, sink, clock,
+                         smtp={"connections": 4, "rate_per_recipient_per_hour": 2})
+    assert await sender.send_due() == 2
+    assert [m.message["Subject"] for m in sink.received_by(HOMEOWNER)] == ["mail 0", "mail 1"]
 
 
 async def test_reconnects_when_the_server_closes_the_connection(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import (
+    IN_FLIGHT,
     MAILBOX,
     STAFF,
     DaemonProcess,
@@ -202,13 +203,14 @@ def test_three_daemons_two_division_mailboxes_and_the_north_reader_killed(
         **{("ack", NORTH, _owner("north", n)): 1 for n in range(PER_BOX)},
         ("digest", MAILBOX, STAFF): PER_BOX, ("digest", NORTH, NORA): PER_BOX}, queued
 
-    # Nothing sent twice, except at most the one mail in flight at the SIGKILL: its "250 OK"
+    # Nothing sent twice, except at most the mail in flight at the SIGKILL (one per SMTP
+    # connection): its "250 OK"
     # may have come just before the kill, before its row was marked sent (see
     # test_daemon_e2e); it goes out again with the same Message-ID and bytes.
     ids = Counter(m.message_id for m in sink.messages)
     assert len(ids) == 4 * PER_BOX, "a queued mail was lost, or a mail queued twice"
     doubled = [mid for mid, n in ids.items() if n > 1]
-    assert len(doubled) <= 1 and all(ids[mid] == 2 for mid in doubled), doubled
+    assert len(doubled) <= IN_FLIGHT and all(ids[mid] == 2 for mid in doubled), doubled
     for mid in doubled:
         first, second = sink.by_message_id(mid)
         assert first.raw == second.raw

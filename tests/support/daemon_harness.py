@@ -20,11 +20,15 @@ from dovecot import PASSWORD, Dovecot
 from smtp_sink import free_port
 from sqlalchemy import func, select
 
+from warrantyd.daemon.config import SmtpConfig
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import MailboxState
 
 MAILBOX = "warranty@acme-homes.example"
 STAFF = "pat@acme-homes.example"
+IN_FLIGHT = SmtpConfig().connections
+"""Mail a killed daemon may have had answered "250 OK" and not yet recorded as sent: one per
+SMTP connection it sends over (``[smtp] connections``; these configs keep the default)."""
 
 
 def write_config(tmp: Path, *, dovecot: Dovecot, smtp_port: int, db_url: str,

@@ -1,0 +1,244 @@
+"""Stored mail is processed in a worker process of its own: the daemon's second core.
+
+One interpreter runs one thread of Python at a time.  Processing a mail (parse, classify,
+draft, write, compose the acknowledgement and the digest) is most of the daemon's work, and
+while it ran, the IMAP reader, the SMTP sender and the web pages waited for the interpreter.
+So, like Mailman's runners (a process per kind of work), ``warrantyd run`` starts one
+processing worker that owns the :class:`~warrantyd.daemon.process.Processor`, and keeps the
+conversations — IMAP, SMTP, HTTP, the scheduler — in the main process.
+
+The two talk over a socket pair, one small message at a time:
+
+* main → worker: the config, the log level and the daemon's name (once, first), then
+  ``process`` (do every due row, then answer) or ``stop``;
+* worker → main: ``outbound`` (mail was queued: wake the sender), then ``done`` with how
+  many rows were handled, or ``failed`` with why the pass failed.
+
+The database is the only state they share, as with several daemons: a row is done exactly
+once however they interleave (the write phase re-reads the row under the write lock).  The
+worker ignores SIGTERM and SIGINT: the main process decides when to stop and tells it,
+after the mail in hand is finished.  If the main process dies, the worker's end of the pair
+closes and it exits after the mail in hand, so a killed daemon leaves no orphan behind.  A
+worker that dies is reported and started again at the next request; the rows it had not
+finished are still ``new`` and are done then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from warrantyd.daemon.config import Config
+from warrantyd.daemon.leader import worker_name
+
+log = logging.getLogger("warrantyd.worker")
+
+PROCESS = "process"
+STOP = "stop"
+OUTBOUND = "outbound"
+DONE = "done"
+FAILED = "failed"
+
+STOP_SECONDS = 60.0
+"""How long the main process waits for the worker to exit after ``stop`` before killing it
+(it finishes the mail in hand first: an LLM call may take a while)."""
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The daemon's log line; the worker writes the same lines to the same stderr."""
+
+
+class WorkerLost(RuntimeError):
+    """The processing worker exited while it was asked to process."""
+
+
+class ProcessingWorker:
+    """The main process's side: starts the worker, asks it to process, relays its wake-ups.
+
+    :meth:`process_pending` has the signature of ``Processor.process_pending``, so the
+    mailbox readers and the PostgreSQL poller call it as they would call the processor.
+    """
+
+    def __init__(self, config: Config, *, on_outbound: Callable[[], None]) -> None:
+        self.config = config
+        self.on_outbound = on_outbound
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._answer: asyncio.Future[int] | None = None
+        self._lock = asyncio.Lock()
+        self._starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's PID while it runs."""
+        return self._proc.pid if self._proc is not None and self._conn is not None else None
+
+    def start(self) -> None:
+        """Start the worker (it imports and builds its drafter while the main process goes on
+        connecting to the mailbox)."""
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "warrantyd.daemon.worker", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._conn.send((self.config, logging.getLogger().getEffectiveLevel(), worker_name()))
+        asyncio.get_running_loop().add_reader(self._conn.fileno(), self._readable)
+        self._starts += 1
+        log.info("processing worker started (pid %d)", self._proc.pid)
+
+    async def process_pending(self) -> int:
+        """Have the worker process every due row; return how many it handled."""
+        async with self._lock:
+            if self._conn is None:
+                if self._starts:
+                    log.warning("starting the processing worker again")
+                self.start()
+            assert self._conn is not None
+            self._answer = asyncio.get_running_loop().create_future()
+            try:
+                self._conn.send(PROCESS)
+            except OSError:
+                self._lost()
+            try:
+                return await self._answer
+            finally:
+                self._answer = None
+
+    def _readable(self) -> None:
+        """Every message the worker has sent so far (the loop calls this when it wrote)."""
+        conn = self._conn
+        while conn is not None:
+            try:
+                if not conn.poll():
+                    return
+                message = conn.recv()
+            except (EOFError, OSError):
+                self._lost()
+                return
+            if message == OUTBOUND:
+                self.on_outbound()
+            elif self._answer is not None and not self._answer.done():
+                kind, value = message
+                if kind == DONE:
+                    self._answer.set_result(value)
+                else:
+                    self._answer.set_exception(RuntimeError(f"the processing pass failed: "
+                                                            f"{value}"))
+
+    def _lost(self) -> None:
+        """The worker's end closed: it exited (or was killed)."""
+        if self._conn is None:
+            return
+        asyncio.get_running_loop().remove_reader(self._conn.fileno())
+        self._conn.close()
+        self._conn = None
+        code = self._proc.poll() if self._proc is not None else None
+        pid = self._proc.pid if self._proc is not None else None
+        problem = (f"the processing worker (pid {pid}) exited "
+                   f"{'with code ' + str(code) if code is not None else 'unexpectedly'}; the "
+                   f"mail it had not finished stays stored and is processed by a new worker")
+        log.error("%s", problem)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(WorkerLost(problem))
+
+    async def stop(self) -> None:
+        """Ask the worker to exit and wait for it (the mail in hand is finished first)."""
+        proc, conn = self._proc, self._conn
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(WorkerLost("the daemon is stopping"))
+        if conn is not None:
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            with contextlib.suppress(OSError):
+                conn.send(STOP)
+            conn.close()
+            self._conn = None
+        if proc is None:
+            return
+        try:
+            await asyncio.to_thread(proc.wait, STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.error("the processing worker (pid %d) did not stop within %g s; killed",
+                      proc.pid, STOP_SECONDS)
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+# --- the worker process ------------------------------------------------------------------
+
+def serve(conn: Connection) -> None:
+    """The worker's life: receive the config, then process when asked, until told to stop
+    or until the main process is gone."""
+    config, level, daemon = conn.recv()
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+    # The main process stops the worker itself, after the mail in hand (a terminal's Ctrl-C
+    # or a service manager's SIGTERM reaches the whole process group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_serve(config, conn, daemon))
+    finally:
+        loop.close()
+
+
+async def _serve(config: Config, conn: Connection, daemon: str) -> None:
+    from warrantyd.daemon.drafting import make_drafter
+    from warrantyd.daemon.process import Processor
+    from warrantyd.storage.db import Database
+
+    db = Database(config.database.url)
+    processor = Processor(config, db, make_drafter(config),
+                          on_outbound=lambda: conn.send(OUTBOUND))
+    processor.worker = daemon  # rows name the daemon that did them, as before the worker
+    # The main process sends nothing while a pass runs: anything to read now is its end
+    # closing (it died), so the pass ends after the mail in hand.
+    processor.keep_going = lambda: not conn.poll()
+    try:
+        while True:
+            request = _next_request(conn)  # nothing else runs here meanwhile
+            if request != PROCESS:
+                return
+            answer: tuple[str, Any]
+            try:
+                answer = (DONE, await processor.process_pending())
+            except Exception as exc:
+                log.exception("processing stored mail failed; the rows stay new")
+                answer = (FAILED, f"{type(exc).__name__}: {exc}")
+            conn.send(answer)
+    except (BrokenPipeError, ConnectionResetError):
+        log.info("the daemon is gone; the processing worker exits")
+    finally:
+        db.dispose()
+
+
+def _next_request(conn: Connection) -> str:
+    """The next request, or ``stop`` when the main process has closed its end."""
+    try:
+        request: str = conn.recv()
+    except (EOFError, OSError):
+        return STOP
+    return request
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        sys.exit("usage: python -m warrantyd.daemon.worker FD  (started by `warrantyd run`)")
+    serve(Connection(int(args[0])))
+
+
+if __name__ == "__main__":
+    main()
