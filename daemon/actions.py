@@ -277,7 +277,8 @@ def store_attachments(ctx: MailContext, sr: ServiceRequest | None) -> list[Attac
                          size=part.size, sha256=digest, content_id=part.content_id)
         ctx.session.add(row)
         rows.append(row)
-    ctx.session.flush()
+    if rows:
+        ctx.session.flush()
     return rows
 
 

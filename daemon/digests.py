@@ -349,8 +349,10 @@ def _refused_since(session: Session, config: Config, division: str,
                  .where(scope))
     if since is not None:
         query = query.where(HistoryEvent.at > since)
-    rows = session.scalars(query.order_by(HistoryEvent.id.desc())
-                           .limit(MAX_REFUSED_LISTED)).all()
+    # Nothing pending in the session can change the answer: it goes with the next flush.
+    with session.no_autoflush:
+        rows = session.scalars(query.order_by(HistoryEvent.id.desc())
+                               .limit(MAX_REFUSED_LISTED)).all()
     return [RefusedMail(at=f"{_local(config, row.at):%a %b %d %H:%M}", sender=row.actor,
                         reason=row.detail.split("\n", 1)[0][:300]) for row in reversed(rows)]
 

@@ -110,6 +110,7 @@ class ImapIntake:
 
     def __init__(self, mailbox: MailboxConfig, db: Database, *,
                  process: Callable[[], Awaitable[object]],
+                 stored: Callable[[], None] | None = None,
                  import_existing: bool = False,
                  ssl_context: ssl.SSLContext | None = None,
                  full_poll_seconds: float = 300.0,
@@ -118,6 +119,9 @@ class ImapIntake:
         self.mailbox = mailbox
         self.db = db
         self.process = process
+        self.stored = stored
+        """Told after each batch of a pass is stored: the processing worker starts on it
+        while the rest of a backlog is fetched.  ``process`` is awaited at the end as ever."""
         self.import_existing = import_existing
         self.ssl_context = ssl_context
         self.full_poll_seconds = full_poll_seconds
@@ -406,6 +410,8 @@ class ImapIntake:
                 chunk = todo[start:start + FETCH_BATCH]
                 taken = await self._take(session, chunk)
                 run_processor = run_processor or bool(taken)
+                if taken and self.stored is not None:
+                    self.stored()
                 failed_now.update(uid for uid in chunk if uid not in taken)
             lowest = max(self._first_uid, self._last_uid + 1)
             if self._stopping and not run_processor:

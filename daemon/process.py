@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, defer
 
@@ -60,6 +60,9 @@ if TYPE_CHECKING:  # imported when first needed (see vendors.handle_vendor_reply
 
 log = logging.getLogger("warrantyd.process")
 
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
 DRAFTED_KINDS = (NEW_REQUEST, HOMEOWNER_REPLY, STAFF_MAIL)
 
 
@@ -83,7 +86,7 @@ class Processor:
     def __init__(self, config: Config, db: Database, drafter: Drafter, *,
                  on_outbound: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 retry_seconds: float = 30.0) -> None:
+                 retry_seconds: float = 30.0, in_thread: bool = True) -> None:
         self.config = config
         self.db = db
         self.claims = row_claims_for(db)
@@ -92,6 +95,10 @@ class Processor:
         self.on_outbound = on_outbound
         self.clock = clock
         self.retry_seconds = retry_seconds
+        self.in_thread = in_thread
+        """Run the parsing and database steps in a thread, so that the event loop they are
+        awaited from goes on serving; the processing worker, whose loop serves nothing
+        else, runs them in line (a thread hop each is pure cost there)."""
         self._lock = asyncio.Lock()
         self.directory = DirectoryCache()
         self.keep_going: Callable[[], bool] = lambda: True
@@ -103,7 +110,7 @@ class Processor:
         handled = 0
         async with self._lock:
             while True:
-                ids = await asyncio.to_thread(self._due_ids)
+                ids = await self._call(self._due_ids)
                 if not ids:
                     return handled
                 claimed_any = False
@@ -112,7 +119,7 @@ class Processor:
                         return handled
                     # Several daemons on one PostgreSQL database: take only rows no one
                     # else is working on (the claim dies with the process that holds it).
-                    if self.claims is not None and not await asyncio.to_thread(
+                    if self.claims is not None and not await self._call(
                             self.claims.try_claim, inbound_id):
                         continue
                     claimed_any = True
@@ -120,10 +127,15 @@ class Processor:
                         await self.process_one(inbound_id)
                     finally:
                         if self.claims is not None:
-                            await asyncio.to_thread(self.claims.release, inbound_id)
+                            await self._call(self.claims.release, inbound_id)
                     handled += 1
                 if not claimed_any:  # everything due is in other daemons' hands
                     return handled
+
+    async def _call(self, step: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if self.in_thread:
+            return await asyncio.to_thread(step, *args, **kwargs)
+        return step(*args, **kwargs)
 
     def _due_ids(self) -> list[int]:
         with self.db.reading() as session:
@@ -131,7 +143,7 @@ class Processor:
 
     async def process_one(self, inbound_id: int) -> None:
         try:
-            reading = await asyncio.to_thread(self._read, inbound_id)
+            reading = await self._call(self._read, inbound_id)
             if reading is None:
                 return
             draft = None
@@ -141,13 +153,13 @@ class Processor:
             if reading.read_vendor_with_model:
                 from warrantyd.daemon.vendor_reader import read_reply
 
-                vendor_reading = await asyncio.to_thread(
+                vendor_reading = await self._call(
                     read_reply, self.config, new_text=reading.reply.new_text.strip(),
                     sent_at=reading.msg.date or self.clock(), subject=reading.msg.subject)
-            effects = await asyncio.to_thread(self._write, reading, draft, vendor_reading)
+            effects = await self._call(self._write, reading, draft, vendor_reading)
         except Exception as exc:
             log.exception("inbound message %s failed", inbound_id)
-            await asyncio.to_thread(self._record_failure, inbound_id, exc)
+            await self._call(self._record_failure, inbound_id, exc)
             return
         if effects.outbound and self.on_outbound is not None:
             self.on_outbound()

@@ -91,16 +91,22 @@ class Service:
 
     async def run(self) -> None:
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        self.prepare()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
         self.sender = OutboxSender(self.db, self.config.smtp,
                                    rate_exempt=self.config.all_staff_addresses,
                                    tls_context=self.smtp_tls_context)
-        # Processing has a process of its own (the second core); it starts importing now.
+        # Processing has a process of its own (the second core).  It imports and builds its
+        # drafter while the schema is brought up to date here, and touches the database
+        # only when first asked to process.
         self.processor = ProcessingWorker(self.config, on_outbound=self.sender.wake)
         self.processor.start()
+        try:
+            self.prepare()
+        except BaseException:
+            await self.processor.stop()
+            raise
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
         # Follow-up digest, vendor reminders, cron approval digests: one run per slot.
         self.scheduler = JobScheduler(self.db, self.config, on_mail=self.sender.wake)
         # Only the daemon holding a mailbox's lock reads it; every daemon processes and
@@ -150,6 +156,7 @@ class Service:
         assert self.processor is not None
         intake = self.intakes[division.name] = ImapIntake(
             division.mailbox, self.db, process=self.processor.process_pending,
+            stored=self.processor.nudge,
             import_existing=self.import_existing, ssl_context=self.imap_ssl_context)
         return intake
 

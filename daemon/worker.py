@@ -74,6 +74,7 @@ class ProcessingWorker:
         self._answer: asyncio.Future[int] | None = None
         self._lock = asyncio.Lock()
         self._starts = 0
+        self._nudges: set[asyncio.Future[None]] = set()
 
     @property
     def pid(self) -> int | None:
@@ -98,6 +99,22 @@ class ProcessingWorker:
         asyncio.get_running_loop().add_reader(self._conn.fileno(), self._readable)
         self._starts += 1
         log.info("processing worker started (pid %d)", self._proc.pid)
+
+    def nudge(self) -> None:
+        """Start a pass now unless one runs: mail stored a moment ago is processed while the
+        reader fetches the rest of a backlog.  The reader's own :meth:`process_pending`
+        afterwards waits for this pass and catches what it missed."""
+        if self._lock.locked():
+            return
+        task = asyncio.ensure_future(self._nudged_pass())
+        self._nudges.add(task)
+        task.add_done_callback(self._nudges.discard)
+
+    async def _nudged_pass(self) -> None:
+        try:
+            await self.process_pending()
+        except Exception as exc:  # the reader's own request follows, and reports
+            log.warning("early processing pass failed: %s", exc)
 
     async def process_pending(self) -> int:
         """Have the worker process every due row; return how many it handled."""
@@ -201,7 +218,7 @@ async def _serve(config: Config, conn: Connection, daemon: str) -> None:
 
     db = Database(config.database.url)
     processor = Processor(config, db, make_drafter(config),
-                          on_outbound=lambda: conn.send(OUTBOUND))
+                          on_outbound=lambda: conn.send(OUTBOUND), in_thread=False)
     processor.worker = daemon  # rows name the daemon that did them, as before the worker
     # The main process sends nothing while a pass runs: anything to read now is its end
     # closing (it died), so the pass ends after the mail in hand.

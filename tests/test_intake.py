@@ -31,7 +31,7 @@ from warrantyd.daemon.imap import (
     quote_mailbox,
     uid_set,
 )
-from warrantyd.daemon.intake import ImapIntake, mailbox_key
+from warrantyd.daemon.intake import FETCH_BATCH, ImapIntake, mailbox_key
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import InboundMessage, MailboxState
 
@@ -221,6 +221,31 @@ async def test_import_existing_imports_mail_already_there(dovecot: Dovecot, user
     async with running(intake):
         await wait_until(filed_everything(database, user, 3), "three existing mails filed")
     assert dovecot.list_uids(user, "INBOX") == []
+
+
+async def test_a_backlog_is_announced_batch_by_batch_while_it_is_fetched(
+        dovecot: Dovecot, user: str, database: Database) -> None:
+    """The processing worker starts on the first stored batch of a large backlog while the
+    rest is fetched; processing is still awaited once the pass has stored everything."""
+    total = 2 * FETCH_BATCH + 3
+    for n in range(total):
+        dovecot.append(user, mail(f"Backlog {n}"))
+    stored_when_told: list[int] = []
+    process = marking_processor(database)
+    processed_after: list[int] = []
+
+    async def process_and_note() -> None:
+        processed_after.append(len(stored_when_told))
+        await process()
+
+    intake = ImapIntake(config_for(dovecot, user), database, process=process_and_note,
+                        stored=lambda: stored_when_told.append(row_count(database)),
+                        import_existing=True)
+    async with running(intake):
+        await wait_until(filed_everything(database, user, total), "the backlog filed")
+    assert stored_when_told[:3] == [FETCH_BATCH, 2 * FETCH_BATCH, total]
+    # Awaited before the pass (what an earlier run left) and after all three batches.
+    assert 3 in processed_after and set(processed_after) <= {0, 3}, processed_after
 
 
 async def test_restart_fetches_nothing_twice(dovecot: Dovecot, user: str,

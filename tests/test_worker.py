@@ -81,6 +81,15 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
         assert await worker.process_pending() == 1, "a new worker takes the next request"
         assert worker.pid not in (None, first_pid)
         assert _status(database, second_mail) == "done"
+
+        # A nudge starts a pass by itself (the reader's, after each stored batch).
+        third_mail = _store(database, config, 3)
+        worker.nudge()
+        for _ in range(200):
+            if _status(database, third_mail) == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert _status(database, third_mail) == "done"
     finally:
         await worker.stop()
     assert worker.pid is None
