@@ -30,7 +30,7 @@ from warrantyd.daemon.config import Config
 from warrantyd.daemon.worker import ProcessingWorker, WorkerLost
 from warrantyd.storage.db import Database, SqliteWriterTurn
 from warrantyd.storage.inbound import store_inbound
-from warrantyd.storage.models import InboundMessage, OutboundMessage, Setting
+from warrantyd.storage.models import InboundMessage, OutboundMessage, Setting, WorkOrder
 
 pytest_plugins = ("e2e_fixtures",)
 
@@ -71,7 +71,9 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
         assert woken, "queued mail must wake the sender of the main process"
         with database.session() as s:
             kinds = sorted(s.scalars(select(OutboundMessage.kind)))
+            trades = sorted(s.scalars(select(WorkOrder.trade)))
         assert kinds == ["ack", "digest"]
+        assert trades == ["drywall", "plumbing"], "drafted by the offline drafter, in line"
 
         first_pid = worker.pid
         assert first_pid is not None
