@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from config_builder import ELM_STREET, build_config
 from sqlalchemy import select
-from vendor_jobs import ACE, STAFF, make_config, make_job, send_to
+from vendor_jobs import ACE, STAFF, inbound_status, make_config, make_job, send_to
 from web_site import Clock, serving
 
 from warrantyd.daemon.config import Config
@@ -325,13 +325,6 @@ def quarantined_row(database: Database) -> int:
         row.attempts = 3
         row.last_error = "ValueError: BROKEN-BECAUSE"
         return row.id
-
-
-def inbound_status(database: Database, row_id: int) -> str:
-    with database.session() as s:
-        row = s.get(InboundMessage, row_id)
-        assert row is not None
-        return row.status
 
 
 async def test_security_headers_on_dashboard_pages(server: WebServer, staff: Browser) -> None:

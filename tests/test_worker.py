@@ -24,13 +24,13 @@ from daemon_harness import DaemonProcess, homeowner_mail, wait_for, write_config
 from dovecot import Dovecot
 from smtp_sink import SmtpSink
 from sqlalchemy import select
-from vendor_jobs import make_config
+from vendor_jobs import inbound_status, make_config
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.worker import ProcessingWorker, WorkerLost
 from warrantyd.storage.db import Database, SqliteWriterTurn
 from warrantyd.storage.inbound import store_inbound
-from warrantyd.storage.models import InboundMessage, OutboundMessage, Setting, WorkOrder
+from warrantyd.storage.models import OutboundMessage, Setting, WorkOrder
 
 pytest_plugins = ("e2e_fixtures",)
 
@@ -40,13 +40,6 @@ def _store(database: Database, config: Config, n: int) -> int:
         row, _ = store_inbound(s, mailbox=f"{config.mailbox.address}/INBOX", uidvalidity=1,
                                uid=n, raw=homeowner_mail(n))
         return row.id
-
-
-def _status(database: Database, inbound_id: int) -> str:
-    with database.session() as s:
-        row = s.get(InboundMessage, inbound_id)
-        assert row is not None
-        return row.status
 
 
 async def _until_lost(worker: ProcessingWorker) -> None:
@@ -67,7 +60,7 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
     worker.start()
     try:
         assert await worker.process_pending() == 1
-        assert _status(database, first_mail) == "done"
+        assert inbound_status(database, first_mail) == "done"
         assert woken, "queued mail must wake the sender of the main process"
         with database.session() as s:
             kinds = sorted(s.scalars(select(OutboundMessage.kind)))
@@ -82,16 +75,16 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
         second_mail = _store(database, config, 2)
         assert await worker.process_pending() == 1, "a new worker takes the next request"
         assert worker.pid not in (None, first_pid)
-        assert _status(database, second_mail) == "done"
+        assert inbound_status(database, second_mail) == "done"
 
         # A nudge starts a pass by itself (the reader's, after each stored batch).
         third_mail = _store(database, config, 3)
         worker.nudge()
         for _ in range(200):
-            if _status(database, third_mail) == "done":
+            if inbound_status(database, third_mail) == "done":
                 break
             await asyncio.sleep(0.05)
-        assert _status(database, third_mail) == "done"
+        assert inbound_status(database, third_mail) == "done"
     finally:
         await worker.stop()
     assert worker.pid is None
@@ -151,7 +144,7 @@ async def test_a_worker_killed_in_the_middle_of_a_mail_loses_nothing(
             await asyncio.wait_for(asking, 30)
     finally:
         await worker.stop()
-    assert _status(database, inbound_id) == "new", "the mail waits for the next worker"
+    assert inbound_status(database, inbound_id) == "new", "the mail waits for the next worker"
     with database.session() as s:
         assert s.scalars(select(OutboundMessage)).all() == []
 
@@ -163,7 +156,7 @@ async def test_a_worker_killed_in_the_middle_of_a_mail_loses_nothing(
         assert await worker.process_pending() == 1
     finally:
         await worker.stop()
-    assert _status(database, inbound_id) == "done"
+    assert inbound_status(database, inbound_id) == "done"
 
 
 def _children(pid: int) -> list[int]:

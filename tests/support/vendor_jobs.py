@@ -94,6 +94,14 @@ async def process_mail(database: Database, config: Config, raw: bytes, *, mailbo
         return row
 
 
+def inbound_status(database: Database, inbound_id: int) -> str:
+    """The status of one inbound row, read in a transaction of its own."""
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None
+        return row.status
+
+
 def make_config(tmp_path: Path, database: Database, **drafter: object) -> Config:
     """Two vendors, Dana's home and a web section, synced into the database."""
     return build_config(
