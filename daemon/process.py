@@ -64,6 +64,8 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 DRAFTED_KINDS = (NEW_REQUEST, HOMEOWNER_REPLY, STAFF_MAIL)
+RETRY_SECONDS = 30.0
+"""The wait before a failed mail's second attempt; it doubles with each further one."""
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Processor:
     def __init__(self, config: Config, db: Database, drafter: Drafter, *,
                  on_outbound: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 retry_seconds: float = 30.0, in_thread: bool = True) -> None:
+                 retry_seconds: float = RETRY_SECONDS, in_thread: bool = True) -> None:
         self.config = config
         self.db = db
         self.claims = row_claims_for(db)
@@ -104,6 +106,9 @@ class Processor:
         self.keep_going: Callable[[], bool] = lambda: True
         """Asked before each mail: False ends the pass there (the processing worker's daemon
         has gone away); the rows not done stay due."""
+        self.on_mail: Callable[[int], None] | None = None
+        """Told each mail's id before it is processed (the worker tells its daemon, which
+        counts a failed attempt against that mail if the worker dies on it)."""
 
     async def process_pending(self) -> int:
         """Process every due row; return how many were handled (done, ignored or failed)."""
@@ -123,6 +128,8 @@ class Processor:
                             self.claims.try_claim, inbound_id):
                         continue
                     claimed_any = True
+                    if self.on_mail is not None:
+                        self.on_mail(inbound_id)
                     try:
                         await self.process_one(inbound_id)
                     finally:
@@ -261,24 +268,32 @@ class Processor:
             return effects
 
     def _record_failure(self, inbound_id: int, exc: BaseException) -> None:
-        with self.db.session() as session:
-            row = session.get(InboundMessage, inbound_id)
-            if row is None:
-                return
-            row.attempts += 1
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            row.last_error = detail[-4000:]
-            # The mailbox's own setting: the folder the mail is filed to is that mailbox's.
-            max_attempts = self.config.division_of_inbound(row.mailbox).mailbox.max_attempts
-            if row.attempts >= max_attempts:
-                row.status = "quarantined"
-                row.moved = False
-                log.error("inbound message %s quarantined after %d attempts: %s; "
-                          "fix the cause, then run `warrantyd inbox reprocess %s`",
-                          inbound_id, row.attempts, detail, inbound_id)
-            else:
-                delay = self.retry_seconds * (2 ** (row.attempts - 1))
-                row.next_attempt_at = self.clock() + timedelta(seconds=delay)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        record_failure(self.db, self.config, inbound_id, detail, now=self.clock(),
+                       retry_seconds=self.retry_seconds)
+
+
+def record_failure(db: Database, config: Config, inbound_id: int, detail: str, *,
+                   now: datetime, retry_seconds: float) -> None:
+    """Count one failed attempt against a mail still to be done: it is tried again after a
+    growing delay, and quarantined after its mailbox's ``max_attempts``."""
+    with db.session() as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None or row.status != "new":
+            return
+        row.attempts += 1
+        row.last_error = detail[-4000:]
+        # The mailbox's own setting: the folder the mail is filed to is that mailbox's.
+        max_attempts = config.division_of_inbound(row.mailbox).mailbox.max_attempts
+        if row.attempts >= max_attempts:
+            row.status = "quarantined"
+            row.moved = False
+            log.error("inbound message %s quarantined after %d attempts: %s; "
+                      "fix the cause, then run `warrantyd inbox reprocess %s`",
+                      inbound_id, row.attempts, detail, inbound_id)
+        else:
+            delay = retry_seconds * (2 ** (row.attempts - 1))
+            row.next_attempt_at = now + timedelta(seconds=delay)
 
 
 def claim_message_id(session: Session, row: InboundMessage,

@@ -97,7 +97,7 @@ class Service:
         # Processing has a process of its own (the second core).  It imports and builds its
         # drafter while the schema is brought up to date here, and touches the database
         # only when first asked to process.
-        self.processor = ProcessingWorker(self.config, on_outbound=self.sender.wake)
+        self.processor = ProcessingWorker(self.config, self.db, on_outbound=self.sender.wake)
         self.processor.start()
         try:
             self.prepare()

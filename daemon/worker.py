@@ -11,8 +11,9 @@ The two talk over a socket pair, one small message at a time:
 
 * main → worker: the config, the log level and the daemon's name (once, first), then
   ``process`` (do every due row, then answer) or ``stop``;
-* worker → main: ``outbound`` (mail was queued: wake the sender), then ``done`` with how
-  many rows were handled, or ``failed`` with why the pass failed.
+* worker → main: ``working`` with each mail's id before it is processed, ``outbound`` (mail
+  was queued: wake the sender), then ``done`` with how many rows were handled, or
+  ``failed`` with why the pass failed.
 
 The database is the only state they share, as with several daemons: a row is done exactly
 once however they interleave (the write phase re-reads the row under the write lock).  The
@@ -20,7 +21,10 @@ worker ignores SIGTERM and SIGINT: the main process decides when to stop and tel
 after the mail in hand is finished.  If the main process dies, the worker's end of the pair
 closes and it exits after the mail in hand, so a killed daemon leaves no orphan behind.  A
 worker that dies is reported and started again at the next request; the rows it had not
-finished are still ``new`` and are done then.
+finished are still ``new`` and are done then.  The mail it died on counts as one failed
+attempt, like a mail whose processing raised: a mail that kills the worker every time
+(a crash in a C library, memory exhausted) is quarantined after ``max_attempts``, and the
+daemon goes on with the rest.
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ from typing import Any
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.leader import worker_name
+from warrantyd.storage.db import Database
+from warrantyd.storage.models import utcnow
 
 log = logging.getLogger("warrantyd.worker")
 
 PROCESS = "process"
 STOP = "stop"
 OUTBOUND = "outbound"
+WORKING = "working"
 DONE = "done"
 FAILED = "failed"
 
@@ -66,12 +73,17 @@ class ProcessingWorker:
     mailbox readers and the PostgreSQL poller call it as they would call the processor.
     """
 
-    def __init__(self, config: Config, *, on_outbound: Callable[[], None]) -> None:
+    def __init__(self, config: Config, db: Database, *,
+                 on_outbound: Callable[[], None]) -> None:
         self.config = config
+        self.db = db
         self.on_outbound = on_outbound
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._answer: asyncio.Future[int] | None = None
+        self._working: int | None = None
+        """The mail the worker said it is processing."""
+        self._after_loss: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         self._starts = 0
         self._nudges: set[asyncio.Future[None]] = set()
@@ -119,6 +131,8 @@ class ProcessingWorker:
     async def process_pending(self) -> int:
         """Have the worker process every due row; return how many it handled."""
         async with self._lock:
+            if self._after_loss is not None:
+                await self._after_loss
             if self._conn is None:
                 if self._starts:
                     log.warning("starting the processing worker again")
@@ -147,8 +161,13 @@ class ProcessingWorker:
                 return
             if message == OUTBOUND:
                 self.on_outbound()
-            elif self._answer is not None and not self._answer.done():
-                kind, value = message
+                continue
+            kind, value = message
+            if kind == WORKING:
+                self._working = value
+                continue
+            self._working = None
+            if self._answer is not None and not self._answer.done():
                 if kind == DONE:
                     self._answer.set_result(value)
                 else:
@@ -164,12 +183,33 @@ class ProcessingWorker:
         self._conn = None
         code = self._proc.poll() if self._proc is not None else None
         pid = self._proc.pid if self._proc is not None else None
-        problem = (f"the processing worker (pid {pid}) exited "
-                   f"{'with code ' + str(code) if code is not None else 'unexpectedly'}; the "
-                   f"mail it had not finished stays stored and is processed by a new worker")
+        how = f"with code {code}" if code is not None else "unexpectedly"
+        working, self._working = self._working, None
+        problem = (f"the processing worker (pid {pid}) exited {how}; the mail it had not "
+                   f"finished stays stored and is processed by a new worker")
+        if working is not None:
+            problem += (f" (inbound {working}, which it was processing, counts as one failed "
+                        f"attempt)")
         log.error("%s", problem)
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(WorkerLost(problem))
+        self._after_loss = asyncio.ensure_future(self._count_failed(working, how, problem))
+
+    async def _count_failed(self, inbound_id: int | None, how: str, problem: str) -> None:
+        """Count the attempt against the mail the worker died on, then fail the request."""
+        try:
+            if inbound_id is not None:
+                from warrantyd.daemon.process import RETRY_SECONDS, record_failure
+
+                await asyncio.to_thread(
+                    record_failure, self.db, self.config, inbound_id,
+                    f"WorkerLost: the processing worker exited {how} while processing this "
+                    f"mail", now=utcnow(), retry_seconds=RETRY_SECONDS)
+        except Exception:
+            log.exception("could not count the failed attempt against inbound %s",
+                          inbound_id)
+        finally:
+            self._after_loss = None
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_exception(WorkerLost(problem))
 
     async def stop(self) -> None:
         """Ask the worker to exit and wait for it (the mail in hand is finished first)."""
@@ -214,12 +254,12 @@ def serve(conn: Connection) -> None:
 async def _serve(config: Config, conn: Connection, daemon: str) -> None:
     from warrantyd.daemon.drafting import make_drafter
     from warrantyd.daemon.process import Processor
-    from warrantyd.storage.db import Database
 
     db = Database(config.database.url)
     processor = Processor(config, db, make_drafter(config),
                           on_outbound=lambda: conn.send(OUTBOUND), in_thread=False)
     processor.worker = daemon  # rows name the daemon that did them, as before the worker
+    processor.on_mail = lambda inbound_id: conn.send((WORKING, inbound_id))
     # The main process sends nothing while a pass runs: anything to read now is its end
     # closing (it died), so the pass ends after the mail in hand.
     processor.keep_going = lambda: not conn.poll()

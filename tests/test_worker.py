@@ -30,7 +30,7 @@ from warrantyd.daemon.config import Config
 from warrantyd.daemon.worker import ProcessingWorker, WorkerLost
 from warrantyd.storage.db import Database, SqliteWriterTurn
 from warrantyd.storage.inbound import store_inbound
-from warrantyd.storage.models import OutboundMessage, Setting, WorkOrder
+from warrantyd.storage.models import InboundMessage, OutboundMessage, Setting, WorkOrder
 
 pytest_plugins = ("e2e_fixtures",)
 
@@ -56,7 +56,7 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
     config = make_config(tmp_path, database)
     first_mail = _store(database, config, 1)
     woken: list[int] = []
-    worker = ProcessingWorker(config, on_outbound=lambda: woken.append(1))
+    worker = ProcessingWorker(config, database, on_outbound=lambda: woken.append(1))
     worker.start()
     try:
         assert await worker.process_pending() == 1
@@ -132,7 +132,7 @@ async def test_a_worker_killed_in_the_middle_of_a_mail_loses_nothing(
                           base_url=silent_model_server.url, timeout_seconds=120,
                           max_retries=0)
     inbound_id = _store(database, hanging, 1)
-    worker = ProcessingWorker(hanging, on_outbound=lambda: None)
+    worker = ProcessingWorker(hanging, database, on_outbound=lambda: None)
     worker.start()
     try:
         asking = asyncio.ensure_future(worker.process_pending())
@@ -147,10 +147,17 @@ async def test_a_worker_killed_in_the_middle_of_a_mail_loses_nothing(
     assert inbound_status(database, inbound_id) == "new", "the mail waits for the next worker"
     with database.session() as s:
         assert s.scalars(select(OutboundMessage)).all() == []
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None
+        # It counts as a failed attempt, like a mail whose processing raised: a mail that
+        # kills the worker every time ends in quarantine instead of killing it forever.
+        assert row.attempts == 1 and "WorkerLost" in (row.last_error or "")
+        assert row.next_attempt_at is not None
+        row.next_attempt_at = None  # its retry is due
 
     # The next worker (here: the offline drafter) does the mail, once.
     config = make_config(tmp_path, database)
-    worker = ProcessingWorker(config, on_outbound=lambda: None)
+    worker = ProcessingWorker(config, database, on_outbound=lambda: None)
     worker.start()
     try:
         assert await worker.process_pending() == 1
