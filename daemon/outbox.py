@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import email.policy
 import email.utils
 import logging
@@ -525,6 +524,11 @@ class OutboxSender:
         self._last_error_at: datetime | None = None
         self._last_pass_at: datetime | None = None
         self._batch_was_full = False
+        self._kept: list[aiosmtplib.SMTP] = []
+        """Connections kept open between the passes of :meth:`run` while mail keeps coming
+        (a request makes an acknowledgement, then a digest, a moment apart): a new
+        connection costs a handshake, EHLO and login each time.  Closed when the sender has
+        been idle for ``idle_seconds``."""
         if lease_seconds < 4 * smtp.timeout_seconds:
             log.warning("outbox lease_seconds (%s) is short for an SMTP timeout of %ss: a slow "
                         "send could outlive its lease and be sent twice by another worker",
@@ -602,7 +606,7 @@ class OutboxSender:
             while not self._stopping:
                 self._wake.clear()
                 try:
-                    await self.send_due()
+                    await self.send_due(keep_connections=True)
                 except Exception as exc:  # keep the daemon alive; the rows stay queued
                     log.exception("outbox pass failed; will try again in %ss", self.idle_seconds)
                     self._note_error(f"outbox pass failed: {exc}")
@@ -611,14 +615,22 @@ class OutboxSender:
                     break
                 if self._batch_was_full:
                     continue  # more rows may be due right now: no idle wait between batches
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self.idle_seconds)
+                except TimeoutError:
+                    await self._close_kept()  # idle: no need to hold the server's slots
         finally:
             self._running = False
+            await self._close_kept()
 
     # -- one pass ---------------------------------------------------------------------------
 
-    async def send_due(self) -> int:
+    async def _close_kept(self) -> None:
+        kept, self._kept = self._kept, []
+        for smtp in kept:
+            await _close(smtp)
+
+    async def send_due(self, *, keep_connections: bool = False) -> int:
         """Claim what is due, send it over ``[smtp] connections`` connections at once, record
         each outcome; return #sent.
 
@@ -633,8 +645,9 @@ class OutboxSender:
         queue = _SendQueue(batch)
         lanes = max(1, min(self.smtp.connections, len(batch)))
         try:
-            results = await asyncio.gather(*(self._send_lane(queue) for _ in range(lanes)),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._send_lane(queue, keep_connections) for _ in range(lanes)),
+                return_exceptions=True)
         finally:
             self._last_pass_at = self.clock()
         if queue.down is not None:
@@ -649,11 +662,12 @@ class OutboxSender:
         self._pending = await asyncio.to_thread(self._count_pending)
         return sum(r for r in results if isinstance(r, int))
 
-    async def _send_lane(self, queue: _SendQueue) -> int:
+    async def _send_lane(self, queue: _SendQueue, keep_connection: bool = False) -> int:
         """One connection's share of a pass: take, send, record, until nothing is left to
-        take (what is left belongs to recipients in flight on other connections)."""
+        take (what is left belongs to recipients in flight on other connections).  The
+        connection is a kept one when there is one, and is kept afterwards if asked."""
         sent = 0
-        smtp: aiosmtplib.SMTP | None = None
+        smtp: aiosmtplib.SMTP | None = self._kept.pop() if self._kept else None
         # Taken by the server, not recorded yet: it is recorded in the transaction that
         # renews the lease of the next row (one transaction per mail, not two), right away.
         answered: _Claimed | None = None
@@ -694,7 +708,10 @@ class OutboxSender:
                     queue.done(answered)
             finally:
                 if smtp is not None:
-                    await _close(smtp)
+                    if keep_connection and not self._stopping and smtp.is_connected:
+                        self._kept.append(smtp)
+                    else:
+                        await _close(smtp)
                 self._sent_total += sent
         return sent
 

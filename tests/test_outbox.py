@@ -590,6 +590,33 @@ async def test_run_sends_on_wake_and_stops(database: Database, sink: SmtpSink,
     assert sender.status["running"] is False
 
 
+async def test_run_keeps_its_connection_while_mail_keeps_coming(
+        database: Database, sink: SmtpSink, clock: FakeClock) -> None:
+    sender = make_sender(database, sink, clock, idle_seconds=0.5, smtp={"connections": 1})
+
+    async def send(to: str) -> None:
+        queued = queue(database, to=to)
+        sender.wake()
+        for _ in range(500):
+            if row(database, queued.id).status == "sent":
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"mail to {to} was not sent")
+
+    task = asyncio.create_task(sender.run())
+    try:
+        for n in range(3):  # three passes, a moment apart
+            await send(f"owner{n}@example.com")
+        assert len({m.peer for m in sink.messages}) == 1, "one connection for all three"
+        await asyncio.sleep(1.5)  # idle for longer than idle_seconds: it is closed
+        await send("late@example.com")
+        late = sink.received_by("late@example.com")[0]
+        assert late.peer != sink.messages[0].peer, "a new connection after the idle time"
+    finally:
+        sender.stop()
+        await asyncio.wait_for(task, 30)
+
+
 async def test_run_survives_smtp_trouble(database: Database, sink: SmtpSink,
                                          clock: FakeClock) -> None:
     sink.stop()
