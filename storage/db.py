@@ -175,6 +175,13 @@ class SqliteWriterTurn:
             self._depth -= 1
             self._threads.release()
 
+    def close(self) -> None:
+        """Close the lock file (its database was disposed of); it opens again when needed."""
+        with self._threads:
+            if self._fd is not None and self._depth == 0:
+                os.close(self._fd)
+                self._fd = None
+
     def _lock_file(self, deadline: float, timeout: float) -> None:
         if self._fd is None:
             self._fd = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
@@ -262,3 +269,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()

@@ -285,3 +285,28 @@ def test_a_turn_held_too_long_fails_with_what_to_check(sqlite_db: Database,
     with pytest.raises(TimeoutError, match=r"locked by another process for 0\.3 s"), turn(0.3):
         pass
     assert time.monotonic() - started < 10
+    turn.close()
+
+
+def _lock_files_open(db: Database) -> int:
+    """How many descriptors this process has open on ``db``'s lock file."""
+    path = f"{Path(str(db.engine.url.database)).resolve()}-writer"
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == path
+        except OSError:
+            continue
+    return count
+
+
+def test_the_lock_file_closes_with_its_database_and_opens_again(sqlite_db: Database) -> None:
+    with sqlite_db.session() as s:
+        s.add(Setting(key="first", value="1"))
+    assert _lock_files_open(sqlite_db) == 1
+    sqlite_db.dispose()
+    assert _lock_files_open(sqlite_db) == 0, "a disposed database keeps no lock file open"
+    with sqlite_db.session() as s:
+        s.add(Setting(key="second", value="2"))
+    with sqlite_db.reading() as s:
+        assert s.get(Setting, "second") is not None
