@@ -108,6 +108,8 @@ class Snapshot:
     intake_live: bool
     """True when the intake facts come from this process, False when from the database."""
     outbox_live: Mapping[str, Any] | None
+    worker_live: Mapping[str, Any] | None = None
+    """The processing worker's state, from this process (``ProcessingWorker.status``)."""
     problems: list[str] = field(default_factory=list)
     mailboxes: list[MailboxHealth] = field(default_factory=list)
     """Every division's mailbox, the main one first."""
@@ -202,7 +204,8 @@ def take_snapshot(session: Session, config: Config, *, now: datetime, started_at
         else inbound["new"],
         intake_error=main.error or next((m.error for m in mailboxes if m.error), None),
         intake_live=any(m.live for m in mailboxes),
-        outbox_live=(live or {}).get("outbox"), mailboxes=mailboxes)
+        outbox_live=(live or {}).get("outbox"), worker_live=(live or {}).get("worker"),
+        mailboxes=mailboxes)
     for mailbox in mailboxes:
         snap.problems.extend(_mailbox_problems(mailbox, len(mailboxes) > 1, now=now,
                                                started_at=started_at, thresholds=thresholds))
@@ -259,6 +262,7 @@ def health_document(snap: Snapshot) -> dict[str, Any]:
         "mailboxes": [m.as_dict() for m in snap.mailboxes],
         "outbox": {"running": outbox_live.get("running"), "sent": outbox_live.get("sent"),
                    "last_error": outbox_live.get("last_error")},
+        "worker": dict(snap.worker_live) if snap.worker_live is not None else None,
     }
 
 
@@ -318,6 +322,13 @@ class WarrantydCollector(Collector):
             counter = CounterMetricFamily("warrantyd_outbox_sent_messages",
                                           "Mail sent by this process since it started")
             counter.add_metric([], float(sent))
+            yield counter
+        starts = (snap.worker_live or {}).get("starts")
+        if starts is not None:
+            counter = CounterMetricFamily(
+                "warrantyd_worker_starts",
+                "Times this daemon started its processing worker (more than 1: it died)")
+            counter.add_metric([], float(starts))
             yield counter
 
 

@@ -176,5 +176,6 @@ class Service:
             "intake": self._live_intake(self.config.divisions[0].name),
             "intakes": {d.name: self._live_intake(d.name) for d in self.config.divisions},
             "outbox": self.sender.status if self.sender else None,
+            "worker": self.processor.status if self.processor else None,
             "scheduler": self.scheduler.status if self.scheduler else None,
         }

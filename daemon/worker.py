@@ -86,12 +86,19 @@ class ProcessingWorker:
         self._after_loss: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         self._starts = 0
+        self._last_exit: str | None = None
         self._nudges: set[asyncio.Future[None]] = set()
 
     @property
     def pid(self) -> int | None:
         """The worker's PID while it runs."""
         return self._proc.pid if self._proc is not None and self._conn is not None else None
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """For ``/healthz`` and ``/metrics``: the worker's PID while it runs, how often it
+        was started (more than once: it died), and why it last exited unasked."""
+        return {"pid": self.pid, "starts": self._starts, "last_exit": self._last_exit}
 
     def start(self) -> None:
         """Start the worker (it imports and builds its drafter while the main process goes on
@@ -191,6 +198,7 @@ class ProcessingWorker:
             problem += (f" (inbound {working}, which it was processing, counts as one failed "
                         f"attempt)")
         log.error("%s", problem)
+        self._last_exit = problem
         self._after_loss = asyncio.ensure_future(self._count_failed(working, how, problem))
 
     async def _count_failed(self, inbound_id: int | None, how: str, problem: str) -> None:

@@ -30,9 +30,10 @@ class Live:
     def __init__(self) -> None:
         self.intake: dict[str, Any] | None = None
         self.outbox: dict[str, Any] | None = None
+        self.worker: dict[str, Any] | None = None
 
     def __call__(self) -> dict[str, Any]:
-        return {"intake": self.intake, "outbox": self.outbox}
+        return {"intake": self.intake, "outbox": self.outbox, "worker": self.worker}
 
 
 @pytest.fixture
@@ -88,11 +89,13 @@ async def test_a_fresh_daemon_is_healthy_and_reports_its_queues(
     live.intake = {"connected": True, "last_poll_at": utcnow().isoformat(), "backlog": 4,
                    "last_error": None}
     live.outbox = {"running": True, "sent": 7, "last_error": None}
+    live.worker = {"pid": 4321, "starts": 2, "last_exit": "the processing worker exited"}
     status, doc = await healthz(server)
     assert status == 200 and doc["status"] == "ok" and doc["problems"] == []
     assert doc["intake_connected"] is True and doc["last_poll_at"]
     assert doc["backlog"] == 4 and doc["outbox_pending"] == 3 and doc["quarantined"] == 2
     assert doc["intake"]["source"] == "process" and doc["outbox"]["sent"] == 7
+    assert doc["worker"] == live.worker
 
 
 async def test_intake_disconnected_for_long_is_unhealthy(
@@ -178,6 +181,7 @@ async def test_metrics_are_prometheus_text_with_counts_by_status(
     add_mail(database, config, quarantined=2, queued=1)
     live.intake = {"connected": True, "last_poll_at": utcnow().isoformat(), "backlog": 0}
     live.outbox = {"running": True, "sent": 5}
+    live.worker = {"pid": 4321, "starts": 3, "last_exit": None}
     status, headers, body = await get(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -197,6 +201,7 @@ async def test_metrics_are_prometheus_text_with_counts_by_status(
     assert value("warrantyd_intake_connected") == 1
     assert value("warrantyd_healthy") == 1
     assert value("warrantyd_outbox_sent_messages_total") == 5
+    assert value("warrantyd_worker_starts_total") == 3
     live.intake = {"connected": False, "last_poll_at": None, "backlog": 0}
     body = (await get(server, "/metrics"))[2]
     assert "warrantyd_intake_connected 0.0" in body

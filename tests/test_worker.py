@@ -75,6 +75,7 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
         second_mail = _store(database, config, 2)
         assert await worker.process_pending() == 1, "a new worker takes the next request"
         assert worker.pid not in (None, first_pid)
+        assert worker.status["starts"] == 2 and "exited" in worker.status["last_exit"]
         assert inbound_status(database, second_mail) == "done"
 
         # A nudge starts a pass by itself (the reader's, after each stored batch).
