@@ -12,8 +12,9 @@ The two talk over a socket pair, one small message at a time:
 * main → worker: the config, the log level and the daemon's name (once, first), then
   ``process`` (do every due row, then answer) or ``stop``;
 * worker → main: ``working`` with each mail's id before it is processed, ``outbound`` (mail
-  was queued: wake the sender), then ``done`` with how many rows were handled, or
-  ``failed`` with why the pass failed.
+  was queued: wake the sender), ``log`` with each log record (the daemon's logging
+  writes it, wherever and however the daemon's own records go), then ``done`` with how
+  many rows were handled, or ``failed`` with why the pass failed.
 
 The database is the only state they share, as with several daemons: a row is done exactly
 once however they interleave (the write phase re-reads the row under the write lock).  The
@@ -36,7 +37,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -58,8 +61,7 @@ STOP_SECONDS = 60.0
 """How long the main process waits for the worker to exit after ``stop`` before killing it
 (it finishes the mail in hand first: an LLM call may take a while)."""
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-"""The daemon's log line; the worker writes the same lines to the same stderr."""
+LOG = "log"
 
 
 class WorkerLost(RuntimeError):
@@ -114,7 +116,9 @@ class ProcessingWorker:
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send((self.config, logging.getLogger().getEffectiveLevel(), worker_name()))
+        levels = (logging.getLogger().getEffectiveLevel(),
+                  logging.getLogger("warrantyd").getEffectiveLevel())
+        self._conn.send((self.config, levels, worker_name()))
         asyncio.get_running_loop().add_reader(self._conn.fileno(), self._readable)
         self._starts += 1
         log.info("processing worker started (pid %d)", self._proc.pid)
@@ -170,6 +174,9 @@ class ProcessingWorker:
                 self.on_outbound()
                 continue
             kind, value = message
+            if kind == LOG:
+                logging.getLogger(value.name).handle(value)
+                continue
             if kind == WORKING:
                 self._working = value
                 continue
@@ -243,31 +250,54 @@ class ProcessingWorker:
 
 # --- the worker process ------------------------------------------------------------------
 
+class _PipeSender:
+    """The worker's one way of writing to the main process (log records come from any
+    thread a library may start)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def __call__(self, message: object) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        """The queue of a :class:`QueueHandler`: records go to the main process's logging."""
+        with contextlib.suppress(OSError):  # the main process is gone: nobody to tell
+            self((LOG, record))
+
+
 def serve(conn: Connection) -> None:
     """The worker's life: receive the config, then process when asked, until told to stop
     or until the main process is gone."""
-    config, level, daemon = conn.recv()
-    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+    config, (root_level, level), daemon = conn.recv()
+    send = _PipeSender(conn)
+    root = logging.getLogger()
+    root.handlers[:] = [QueueHandler(send)]  # type: ignore[arg-type]
+    root.setLevel(root_level)
+    logging.getLogger("warrantyd").setLevel(level)
     # The main process stops the worker itself, after the mail in hand (a terminal's Ctrl-C
     # or a service manager's SIGTERM reaches the whole process group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(_serve(config, conn, daemon))
+        loop.run_until_complete(_serve(config, conn, send, daemon))
     finally:
         loop.close()
 
 
-async def _serve(config: Config, conn: Connection, daemon: str) -> None:
+async def _serve(config: Config, conn: Connection, send: Callable[[object], None],
+                 daemon: str) -> None:
     from warrantyd.daemon.drafting import make_drafter
     from warrantyd.daemon.process import Processor
 
     db = Database(config.database.url)
     processor = Processor(config, db, make_drafter(config),
-                          on_outbound=lambda: conn.send(OUTBOUND), in_thread=False)
+                          on_outbound=lambda: send(OUTBOUND), in_thread=False)
     processor.worker = daemon  # rows name the daemon that did them, as before the worker
-    processor.on_mail = lambda inbound_id: conn.send((WORKING, inbound_id))
+    processor.on_mail = lambda inbound_id: send((WORKING, inbound_id))
     # The main process sends nothing while a pass runs: anything to read now is its end
     # closing (it died), so the pass ends after the mail in hand.
     processor.keep_going = lambda: not conn.poll()
@@ -282,7 +312,7 @@ async def _serve(config: Config, conn: Connection, daemon: str) -> None:
             except Exception as exc:
                 log.exception("processing stored mail failed; the rows stay new")
                 answer = (FAILED, f"{type(exc).__name__}: {exc}")
-            conn.send(answer)
+            send(answer)
     except (BrokenPipeError, ConnectionResetError):
         log.info("the daemon is gone; the processing worker exits")
     finally:

@@ -9,6 +9,7 @@ worker dies (even in the middle of a mail), and no worker left behind by a kille
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -116,6 +117,28 @@ class SilentModelServer:
         for conn in self._held:
             conn.close()
         self.server.close()
+
+
+async def test_the_workers_log_records_go_through_the_daemons_logging(
+        tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Wherever the daemon logs (stderr under systemd, the demo's log file), the worker's
+    lines go too, with their own logger names, levels and PID."""
+    caplog.set_level(logging.INFO)
+    config = make_config(tmp_path, database)
+    with database.session() as s:
+        store_inbound(s, mailbox=f"{config.mailbox.address}/INBOX", uidvalidity=1, uid=7,
+                      raw=b"To: x@example.com\r\nSubject: from nobody\r\n\r\nHello.\r\n")
+    worker = ProcessingWorker(config, database, on_outbound=lambda: None)
+    worker.start()
+    try:
+        assert await worker.process_pending() == 1
+        worker_pid = worker.pid
+    finally:
+        await worker.stop()
+    ignored = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert ignored, [r.getMessage() for r in caplog.records]
+    assert ignored[0].name == "warrantyd.actions" and ignored[0].levelno == logging.INFO
+    assert ignored[0].process == worker_pid != os.getpid()
 
 
 @pytest.fixture
