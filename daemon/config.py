@@ -514,7 +514,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         user=sm.text("user", ""),
         password_env=sm.env_name("password_env", ""),
         from_name=sm.text("from_name", company_name),
-        rate_per_recipient_per_hour=int(sm.positive("rate_per_recipient_per_hour", 20)),
+        rate_per_recipient_per_hour=sm.count("rate_per_recipient_per_hour", 20),
         timeout_seconds=sm.positive("timeout_seconds", 30.0),
         connections=sm.count("connections", 2),
         **_oauth_settings(sm, base_dir),
@@ -547,8 +547,8 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None,
         base_url=dr.text("base_url", "") or None,
         timeout_seconds=dr.positive("timeout_seconds", 60.0),
         max_retries=int(dr.get("max_retries", int, 2)),
-        daily_token_budget=int(dr.positive("daily_token_budget", 2_000_000)),
-        per_request_token_budget=int(dr.positive("per_request_token_budget", 60_000)),
+        daily_token_budget=dr.count("daily_token_budget", 2_000_000),
+        per_request_token_budget=dr.count("per_request_token_budget", 60_000),
     )
     dr.unknown_keys()
 
@@ -618,7 +618,7 @@ def _mailbox_config(mb: _Reader, base_dir: Path, *, need_mail: bool,
         failed_folder=mb.text("failed_folder", base.failed_folder),
         idle=bool(mb.get("idle", bool, base.idle)),
         poll_seconds=mb.positive("poll_seconds", base.poll_seconds),
-        max_attempts=int(mb.positive("max_attempts", base.max_attempts)),
+        max_attempts=mb.count("max_attempts", base.max_attempts),
         **oauth,
     )
     if mailbox.processed_folder == mailbox.folder or mailbox.failed_folder == mailbox.folder:
@@ -655,7 +655,7 @@ def _staff_config(sf: _Reader, timezone: str, *, required: bool,
         require_authenticated_sender=bool(sf.get("require_authenticated_sender", bool,
                                                  base.require_authenticated_sender)),
         trusted_authserv_id=sf.text("trusted_authserv_id", base.trusted_authserv_id),
-        token_days=int(sf.positive("token_days", base.token_days)),
+        token_days=sf.count("token_days", base.token_days),
     )
     if staff.require_authenticated_sender and not staff.trusted_authserv_id:
         sf.problem("trusted_authserv_id", "is required when require_authenticated_sender is true "

@@ -83,11 +83,17 @@ def test_bad_cron_digest_is_explained() -> None:
     assert any("cron expression" in p for p in _problems(data))
 
 
+@pytest.mark.parametrize("table, key", [
+    ("smtp", "connections"), ("smtp", "rate_per_recipient_per_hour"),
+    ("mailbox", "max_attempts"), ("staff", "token_days"), ("drafter", "daily_token_budget"),
+    ("drafter", "per_request_token_budget")])
 @pytest.mark.parametrize("value", [0, -2, 1.5, True, "3"])
-def test_smtp_connections_must_be_a_whole_number_of_at_least_one(value: object) -> None:
+def test_counts_must_be_whole_numbers_of_at_least_one(table: str, key: str,
+                                                      value: object) -> None:
+    """A count of 0.5 used to become 0 (``token_days = 0.5``: every reply token expired)."""
     data = tomllib.loads(EXAMPLE.read_text())
-    data["smtp"]["connections"] = value
-    assert any("[smtp].connections: must be" in p for p in _problems(data)), value
+    data.setdefault(table, {})[key] = value
+    assert any(f"[{table}].{key}: must be" in p for p in _problems(data)), value
 
 
 def test_smtp_connections_default_and_set() -> None:
