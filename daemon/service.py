@@ -41,9 +41,10 @@ RELEASE_DEAD_CLAIMS_SECONDS = 5.0
 GIL_SWITCH_SECONDS = 0.0005
 """How long a thread may keep the interpreter while another waits (Python's default: 5 ms).
 
-Processing runs in worker threads and keeps the interpreter busy; the event loop thread
-(SMTP and IMAP conversations) needs it back after every network answer.  With the default
-each answer waited up to 5 ms, which held sending to a crawl behind a backlog of mail."""
+The intake's and the sender's database steps run in threads; the event loop thread (SMTP
+and IMAP conversations) needs the interpreter back after every network answer.  With the
+default each answer could wait up to 5 ms.  (It was set when processing ran in this
+process too, where it held sending to a crawl; processing has a process of its own now.)"""
 
 
 class Service:
