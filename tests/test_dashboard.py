@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from config_builder import ELM_STREET, build_config
+from config_builder import ELM_STREET, NORA, NORTH, build_config
 from sqlalchemy import select
 from vendor_jobs import ACE, STAFF, inbound_status, make_config, make_job, send_to
 from web_site import Clock, serving
@@ -479,11 +479,8 @@ async def test_the_reprocess_button_puts_quarantined_mail_back_in_line(
 
 # --- divisions: each staff member sees only the work of their own divisions ----------------
 
-NORA = "nora@acme-homes.example"
-"""Staff of the north division only."""
 MAX = "max@acme-homes.example"
 """A manager: staff of both divisions."""
-NORTH_MAILBOX = "north@acme-homes.example"
 
 
 @dataclass
@@ -509,7 +506,7 @@ def divided(tmp_path: Path, database: Database) -> Divided:
         vendors=[{"name": "Ace Plumbing", "email": ACE, "trades": ["plumbing"]}],
         homes=[ELM_STREET],
         divisions=[{"name": "north", "from_name": "Acme North Warranty",
-                    "mailbox": {"address": NORTH_MAILBOX, "imap_user": "north"},
+                    "mailbox": {"address": NORTH, "imap_user": "north"},
                     "staff": {"addresses": [NORA, MAX]},
                     "vendors": [{"name": "Ace Plumbing North", "email": ACE,
                                  "trades": ["plumbing"]}],
@@ -520,7 +517,7 @@ def divided(tmp_path: Path, database: Database) -> Divided:
         vendor = s.scalars(select(Vendor).where(Vendor.division == "north")).one()
         main_vendor = s.scalars(select(Vendor).where(Vendor.division == "main",
                                                      Vendor.email == ACE)).one()
-        inbound, _ = store_inbound(s, mailbox=f"{NORTH_MAILBOX}/INBOX", uidvalidity=1, uid=7,
+        inbound, _ = store_inbound(s, mailbox=f"{NORTH}/INBOX", uidvalidity=1, uid=7,
                                    raw=b"From: ola@example.com\n\nNORTH-SECRET: no heat\n")
         sr = ServiceRequest(division="north", status="open", requester_email="ola@example.com",
                             requester_name="Ola", home=home, subject="NORTH-SECRET furnace",
@@ -536,7 +533,7 @@ def divided(tmp_path: Path, database: Database) -> Divided:
                        title="NORTH-SECRET furnace out", description="Furnace does not start.",
                        suggested_vendor_id=vendor.id, photos=[photo.id])
         s.add(wo)
-        stuck, _ = store_inbound(s, mailbox=f"{NORTH_MAILBOX}/INBOX", uidvalidity=1, uid=8,
+        stuck, _ = store_inbound(s, mailbox=f"{NORTH}/INBOX", uidvalidity=1, uid=8,
                                  raw=b"From: q@example.com\nSubject: NORTH-QUARANTINE\n\nx\n")
         stuck.status = "quarantined"
         s.flush()
@@ -615,7 +612,7 @@ async def test_staff_of_the_other_division_see_only_theirs(
     with database.session() as s:
         mail = s.scalars(select(OutboundMessage).where(OutboundMessage.kind == "login",
                                                        OutboundMessage.to_addr == NORA)).one()
-        assert mail.from_addr == NORTH_MAILBOX
+        assert mail.from_addr == NORTH
         assert email.message_from_bytes(mail.raw)["From"].startswith("Acme North Warranty")
 
     overview = (await nora.get("/staff/")).text

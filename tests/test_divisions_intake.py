@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_builder import ELM_STREET, PAT, US, build_config
+from config_builder import ELM_STREET, NORA, NORTH, PAT, US, build_config
 from sqlalchemy import select
 from vendor_jobs import FakeDrafter
 
@@ -55,8 +55,6 @@ from warrantyd.storage.models import (
 
 pytest_plugins = ("e2e_fixtures",)
 
-NORTH = "north@acme-homes.example"
-NORA = "nora@acme-homes.example"
 NICK = "nick@example.com"
 MAIN_VENDOR = "ace@plumb.example.net"
 NORTH_VENDOR = "dispatch@north-plumbing.example.net"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_builder import ACE, DANA, ELM_STREET, PAT, US, build_config
+from config_builder import ACE, DANA, ELM_STREET, NORA, NORTH, PAT, US, build_config
 from sqlalchemy import select
 from vendor_jobs import process_mail
 
@@ -38,8 +38,6 @@ from warrantyd.storage.models import (
     WorkOrder,
 )
 
-NORTH = "north@acme-homes.example"
-NORA = "nora@acme-homes.example"
 MAX = "max@acme-homes.example"
 """The manager: staff of both divisions."""
 NICK = "nick@example.com"

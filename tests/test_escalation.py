@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_builder import LEE, PAT, US, build_config
+from config_builder import LEE, NORA, NORTH, PAT, US, build_config
 from sqlalchemy import select
 from vendor_jobs import process_mail
 
@@ -40,8 +40,6 @@ from warrantyd.storage.models import (
     WorkOrder,
 )
 
-NORTH = "north@acme-homes.example"
-NORA = "nora@acme-homes.example"
 ACE = "office@ace.example"
 T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=15, minute=0, second=0,
                                                      microsecond=0)

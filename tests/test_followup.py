@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_builder import LEE, PAT, build_config
+from config_builder import DANA, LEE, NORA, NORTH, PAT, build_config
 from sqlalchemy import select
 from vendor_jobs import process_mail
 
@@ -468,9 +468,6 @@ def test_followup_problems_are_all_reported_with_the_key(tmp_path: Path,
 
 # --- answering the follow-up digest ----------------------------------------------------------
 
-NORTH = "north@acme-homes.example"
-NORA = "nora@acme-homes.example"
-DANA = "dana@example.com"
 _uids = itertools.count(900)
 
 

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from config_builder import NORA, NORTH
 from daemon_harness import (
     IN_FLIGHT,
     MAILBOX,
@@ -39,8 +40,6 @@ from warrantyd.storage.models import Digest, InboundMessage, OutboundMessage, Se
 pytest_plugins = ("e2e_fixtures",)
 pytestmark = pytest.mark.slow
 
-NORTH = "north@acme-homes.example"
-NORA = "nora@acme-homes.example"
 NORTH_FROM_NAME = "Acme Homes North Warranty"
 MAIN_BOX, NORTH_BOX = f"{MAILBOX}/INBOX", f"{NORTH}/INBOX"
 """The mailboxes' ``address/folder`` keys: lock names, ``mailbox_state`` and row columns."""

@@ -19,6 +19,10 @@ PAT = "pat@acme-homes.example"
 LEE = "lee@acme-homes.example"
 DANA = "dana@example.com"
 ACE = "ace@plumb.example.net"
+NORTH = "north@acme-homes.example"
+"""The mailbox of the second division (``north``) in the division tests."""
+NORA = "nora@acme-homes.example"
+"""Staff of the north division only."""
 
 ELM_STREET: dict[str, Any] = {
     "address": "1 Elm St", "community": "Oaks", "closing_date": "2025-05-01",
