@@ -995,7 +995,7 @@ class OutboxSender:
                             outcome.error)
 
     def _count_pending(self) -> int:
-        with self.db.session() as session:
+        with self.db.reading() as session:  # after every pass: no write turn for a count
             return int(session.scalar(
                 select(func.count()).select_from(OutboundMessage)
                 .where(OutboundMessage.status == "queued")) or 0)
