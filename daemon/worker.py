@@ -314,7 +314,7 @@ async def _serve(config: Config, conn: Connection, send: Callable[[object], None
                 answer = (FAILED, f"{type(exc).__name__}: {exc}")
             send(answer)
     except (BrokenPipeError, ConnectionResetError):
-        log.info("the daemon is gone; the processing worker exits")
+        pass  # the daemon is gone (and with it the log this would go to): exit
     finally:
         db.dispose()
 
