@@ -444,25 +444,35 @@ class ImapIntake:
         return taken
 
     def _store_each(self, bodies: dict[int, bytes]) -> dict[int, bool | None]:
-        """:meth:`_store` each message in its own transaction: created, already had, or None
-        when it could not be stored."""
-        results: dict[int, bool | None] = {}
-        for uid, raw in bodies.items():
-            try:
-                results[uid] = self._store(uid, raw)
-            except Exception:
-                log.exception("could not store UID %d of %s (%d bytes); it stays in %r and is "
-                              "tried again on the next full poll", uid, self.key, len(raw),
-                              self.mailbox.folder)
-                results[uid] = None
-        return results
+        """Store a fetched batch in one transaction, each message under a savepoint of its
+        own: created, already had, or None when it could not be stored.
 
-    def _store(self, uid: int, raw: bytes) -> bool:
-        with self.db.session() as session:
-            _row, created = store_inbound(session, mailbox=self.key,
-                                          uidvalidity=self._uidvalidity, uid=uid, raw=raw,
-                                          message_id=_message_id(raw))
-            return created
+        One commit per batch instead of per message: on SQLite each commit is a turn at the
+        write lock that the processing worker waits for.  A message that fails is rolled
+        back alone (its savepoint) and the others are kept; if the commit itself fails,
+        none of the batch is stored and every message stays in the mailbox for the next
+        full poll.
+        """
+        results: dict[int, bool | None] = {}
+        try:
+            with self.db.session() as session:
+                for uid, raw in bodies.items():
+                    try:
+                        with session.begin_nested():
+                            _row, results[uid] = store_inbound(
+                                session, mailbox=self.key, uidvalidity=self._uidvalidity,
+                                uid=uid, raw=raw, message_id=_message_id(raw))
+                    except Exception:
+                        log.exception("could not store UID %d of %s (%d bytes); it stays in "
+                                      "%r and is tried again on the next full poll", uid,
+                                      self.key, len(raw), self.mailbox.folder)
+                        results[uid] = None
+        except Exception:
+            log.exception("could not store %d messages of %s; they stay in %r and are tried "
+                          "again on the next full poll", len(bodies), self.key,
+                          self.mailbox.folder)
+            return dict.fromkeys(bodies)
+        return results
 
     def _stored_uids(self, uids: list[int]) -> set[int]:
         if not uids:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from dovecot import PASSWORD, Dovecot, dovecot_fixture
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from warrantyd.daemon import imap as imap_module
 from warrantyd.daemon import intake as intake_module
@@ -320,6 +320,53 @@ async def test_a_mail_that_cannot_be_stored_does_not_stop_the_rest(
                              "the mail that could not be stored counted in the backlog")
     assert dovecot.list_uids(user, "INBOX") == [poison]
     assert "could not store UID" in caplog.text
+
+
+async def test_a_mail_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing(
+        dovecot: Dovecot, user: str, database: Database, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A fetched batch is stored in one transaction: the failure (with a row already added
+    # for it) is rolled back alone, the mails before and after it are kept.
+    real_store = intake_module.store_inbound
+
+    def failing_store(session, **kwargs):  # type: ignore[no-untyped-def]
+        row, created = real_store(session, **kwargs)
+        if b"POISON" in kwargs["raw"]:
+            session.flush()
+            raise RuntimeError("disk full")
+        return row, created
+
+    monkeypatch.setattr(intake_module, "store_inbound", failing_store)
+    before = dovecot.append(user, mail("Before"))
+    poison = dovecot.append(user, mail("Poison", "POISON"))
+    after = dovecot.append(user, mail("After"))
+    intake = ImapIntake(config_for(dovecot, user), database, process=marking_processor(database),
+                        import_existing=True)
+    with caplog.at_level(logging.ERROR, logger="warrantyd.intake"):
+        async with running(intake):
+            await wait_until(filed_everything(database, user, 2), "the two good mails filed")
+    assert dovecot.list_uids(user, "INBOX") == [poison]
+    with database.session() as s:
+        stored = s.scalars(select(InboundMessage.uid).order_by(InboundMessage.uid)).all()
+    assert stored == [before, after]
+    assert f"could not store UID {poison}" in caplog.text
+
+
+def test_a_fetched_batch_is_stored_in_one_transaction(dovecot: Dovecot, user: str,
+                                                     database: Database) -> None:
+    # Each commit is a turn at SQLite's write lock that the processing worker waits for.
+    intake = ImapIntake(config_for(dovecot, user), database, process=idle_processor)
+    intake._uidvalidity = 7
+    commits: list[object] = []
+    count = commits.append
+    event.listen(database.engine, "commit", count)
+    try:
+        results = intake._store_each({uid: mail(f"Batch {uid}") for uid in range(1, 6)})
+    finally:
+        event.remove(database.engine, "commit", count)
+    assert results == dict.fromkeys(range(1, 6), True)
+    assert len(commits) == 1
+    assert [r.uid for r in rows(database, user)] == [1, 2, 3, 4, 5]
 
 
 async def test_full_poll_while_idling_retries_what_failed(
