@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
+from warrantyd.daemon.drafters.coverage import coverage_hint
 from warrantyd.daemon.drafting import Requester, locate_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.render import localized, render, render_mail
@@ -114,7 +116,7 @@ def record(session: Session, event: str, actor: str, detail: str = "", *,
 
 def act(ctx: MailContext) -> Effects:
     """Apply the effects of one classified mail; the caller commits."""
-    handler = _handlers().get(ctx.verdict.kind, record_on_thread)
+    handler = handlers().get(ctx.verdict.kind, record_on_thread)
     return handler(ctx)
 
 
@@ -286,8 +288,6 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
                attachments: list[Attachment], now: datetime) -> list[WorkOrder]:
     """One draft work order per issue the drafter found; a suggested vendor counts only
     when it is one of the request's division's own vendors."""
-    from warrantyd.daemon.drafters.coverage import coverage_hint
-
     by_name = {a.filename: a.id for a in attachments}
     # Only the vendors the drafter named are looked up (most drafts name none).
     named = {(issue.suggested_vendor or "").lower() for issue in draft.issues} - {""}
@@ -377,8 +377,9 @@ def _alert_staff(ctx: MailContext, sr: ServiceRequest,
     return rows
 
 
-def _handlers() -> dict[str, Callable[[MailContext], Effects]]:
-    """Which function acts on which kind of mail."""
+@cache
+def handlers() -> dict[str, Callable[[MailContext], Effects]]:
+    """Which function acts on which kind of mail (built once, at the first mail)."""
     # Imported here: the vendor loop builds on this module (record, store_attachments).
     from warrantyd.daemon.staff import (
         guard_digest_thread,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from warrantyd.daemon.config import Config, ConfigError, load_config
-from warrantyd.storage.models import MAIN_DIVISION
+from warrantyd.storage import MAIN_DIVISION
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "config.toml"
@@ -230,10 +230,19 @@ def _read_files(files: Sequence[str]) -> list[tuple[str, bytes | None, str | Non
 # --- commands -------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
-    from warrantyd.daemon.service import Service
+    from warrantyd.daemon.worker import spawn_worker
 
-    service = Service(config, import_existing=args.import_existing)
+    # First of all: the worker loads the processing code while this process reads the
+    # config, upgrades the schema and connects (each has a core of its own).
+    worker = spawn_worker()
+    try:
+        config = _config(args)
+        from warrantyd.daemon.service import Service
+
+        service = Service(config, import_existing=args.import_existing, worker=worker)
+    except BaseException:
+        worker.close()
+        raise
     asyncio.run(service.run())
     return EXIT_OK
 
@@ -514,7 +523,7 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox_reprocess(args: argparse.Namespace) -> int:
-    from warrantyd.daemon.process import reprocess
+    from warrantyd.storage.inbound import reprocess
 
     config = _config(args, partial=True)
     db = _database(config)

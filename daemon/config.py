@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warrantyd.daemon.drafters.base import TRADES
-from warrantyd.storage.models import MAIN_DIVISION
+from warrantyd.storage import MAIN_DIVISION
 
 if TYPE_CHECKING:
     from warrantyd.daemon.health import HealthThresholds

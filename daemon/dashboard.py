@@ -40,7 +40,6 @@ from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.outbox import queue_mail
-from warrantyd.daemon.process import reprocess
 from warrantyd.daemon.render import render, render_mail
 from warrantyd.daemon.reports import (
     configured_divisions,
@@ -57,6 +56,7 @@ from warrantyd.parsers.message import parse_message
 from warrantyd.storage.blob_db import blob_store_for
 from warrantyd.storage.blobs import BlobNotFound
 from warrantyd.storage.db import Database
+from warrantyd.storage.inbound import reprocess
 from warrantyd.storage.models import (
     Attachment,
     HistoryEvent,

@@ -68,6 +68,17 @@ def make_drafter(config: Config) -> Drafter:
     )
 
 
+def prepare_drafter(drafter: Drafter) -> None:
+    """Load what drafting needs before the first mail asks for it: the offline trade model
+    (the offline engine's, and the model engine's fallback) and the Messages API client
+    library."""
+    from warrantyd.daemon.drafters.offline import load_trade_model
+
+    load_trade_model()
+    if drafter.engine == "anthropic":
+        import anthropic  # noqa: F401
+
+
 USAGE_COUNTED = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
                  "cache_read_input_tokens")
 

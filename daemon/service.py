@@ -29,7 +29,7 @@ from warrantyd.daemon.leader import MailboxReader, poll_processing, run_every, s
 from warrantyd.daemon.outbox import OutboxSender
 from warrantyd.daemon.scheduler import JobScheduler
 from warrantyd.daemon.tokens import installation_secret
-from warrantyd.daemon.worker import ProcessingWorker
+from warrantyd.daemon.worker import ProcessingWorker, SpawnedWorker
 from warrantyd.storage.db import Database
 
 log = logging.getLogger("warrantyd.service")
@@ -50,8 +50,12 @@ process too, where it held sending to a crawl; processing has a process of its o
 class Service:
     def __init__(self, config: Config, *, import_existing: bool = False,
                  imap_ssl_context: ssl.SSLContext | None = None,
-                 smtp_tls_context: ssl.SSLContext | None = None) -> None:
+                 smtp_tls_context: ssl.SSLContext | None = None,
+                 worker: SpawnedWorker | None = None) -> None:
         self.config = config
+        self.spawned_worker = worker
+        """The processing worker's process when it was started before the config was read
+        (``warrantyd run``); otherwise :meth:`run` starts one."""
         self.db = Database(config.database.url)
         self.import_existing = import_existing
         self.imap_ssl_context = imap_ssl_context
@@ -95,10 +99,11 @@ class Service:
         self.sender = OutboxSender(self.db, self.config.smtp,
                                    rate_exempt=self.config.all_staff_addresses,
                                    tls_context=self.smtp_tls_context)
-        # Processing has a process of its own (the second core).  It imports and builds its
+        # Processing has a process of its own (the second core).  It loads its code and
         # drafter while the schema is brought up to date here, and touches the database
         # only when first asked to process.
-        self.processor = ProcessingWorker(self.config, self.db, on_outbound=self.sender.wake)
+        self.processor = ProcessingWorker(self.config, self.db, on_outbound=self.sender.wake,
+                                          spawned=self.spawned_worker)
         self.processor.start()
         try:
             self.prepare()

@@ -39,14 +39,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warrantyd.daemon.config import Config
-from warrantyd.daemon.leader import worker_name
-from warrantyd.storage.db import Database
-from warrantyd.storage.models import utcnow
+if TYPE_CHECKING:  # this module is light: ``warrantyd run`` imports it first of all
+    from warrantyd.daemon.config import Config
+    from warrantyd.storage.db import Database
 
 log = logging.getLogger("warrantyd.worker")
 
@@ -76,10 +76,13 @@ class ProcessingWorker:
     """
 
     def __init__(self, config: Config, db: Database, *,
-                 on_outbound: Callable[[], None]) -> None:
+                 on_outbound: Callable[[], None], spawned: SpawnedWorker | None = None) -> None:
         self.config = config
         self.db = db
         self.on_outbound = on_outbound
+        self._spawned = spawned
+        """A worker process started before the config was read (see :func:`spawn_worker`),
+        used by the first :meth:`start`."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._answer: asyncio.Future[int] | None = None
@@ -103,25 +106,21 @@ class ProcessingWorker:
         return {"pid": self.pid, "starts": self._starts, "last_exit": self._last_exit}
 
     def start(self) -> None:
-        """Start the worker (it imports and builds its drafter while the main process goes on
-        connecting to the mailbox)."""
-        ours, theirs = socket.socketpair()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "warrantyd.daemon.worker", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._conn = Connection(ours.detach())
-        levels = (logging.getLogger().getEffectiveLevel(),
-                  logging.getLogger("warrantyd").getEffectiveLevel())
-        self._conn.send((self.config, levels, worker_name()))
+        """Start the worker, or hand its config to the one started earlier (it loads its
+        code and drafter while the main process goes on connecting to the mailbox)."""
+        from warrantyd.daemon.leader import worker_name
+
+        spawned, self._spawned = self._spawned or spawn_worker(), None
+        self._proc, self._conn = spawned.proc, spawned.conn
         asyncio.get_running_loop().add_reader(self._conn.fileno(), self._readable)
         self._starts += 1
         log.info("processing worker started (pid %d)", self._proc.pid)
+        levels = (logging.getLogger().getEffectiveLevel(),
+                  logging.getLogger("warrantyd").getEffectiveLevel())
+        try:
+            self._conn.send((self.config, levels, worker_name()))
+        except OSError:
+            self._lost()  # it died before its config came (its traceback is on stderr)
 
     def nudge(self) -> None:
         """Start a pass now unless one runs: mail stored a moment ago is processed while the
@@ -213,6 +212,7 @@ class ProcessingWorker:
         try:
             if inbound_id is not None:
                 from warrantyd.daemon.process import RETRY_SECONDS, record_failure
+                from warrantyd.storage.models import utcnow
 
                 await asyncio.to_thread(
                     record_failure, self.db, self.config, inbound_id,
@@ -248,6 +248,38 @@ class ProcessingWorker:
             await asyncio.to_thread(proc.wait)
 
 
+@dataclass
+class SpawnedWorker:
+    """A worker process and the main process's end of its socket pair."""
+
+    proc: subprocess.Popen[bytes]
+    conn: Connection
+
+    def close(self) -> None:
+        """The daemon will not start after all (bad config): the worker reads the end of
+        the pair and exits."""
+        self.conn.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(STOP_SECONDS)
+
+
+def spawn_worker() -> SpawnedWorker:
+    """Start a worker process; it imports the processing code at once and then waits for
+    its config.  ``warrantyd run`` calls this before it reads its own config, so the two
+    processes load their code side by side."""
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "warrantyd.daemon.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return SpawnedWorker(proc, Connection(ours.detach()))
+
+
 # --- the worker process ------------------------------------------------------------------
 
 class _PipeSender:
@@ -271,7 +303,13 @@ class _PipeSender:
 def serve(conn: Connection) -> None:
     """The worker's life: receive the config, then process when asked, until told to stop
     or until the main process is gone."""
-    config, (root_level, level), daemon = conn.recv()
+    # Imported before the config arrives: the main process is reading it meanwhile.
+    import warrantyd.daemon.process  # noqa: F401
+
+    try:
+        config, (root_level, level), daemon = conn.recv()
+    except (EOFError, OSError):
+        return  # the daemon did not start (its config was bad): nothing to do
     send = _PipeSender(conn)
     root = logging.getLogger()
     root.handlers[:] = [QueueHandler(send)]  # type: ignore[arg-type]
@@ -292,10 +330,13 @@ async def _serve(config: Config, conn: Connection, send: Callable[[object], None
                  daemon: str) -> None:
     from warrantyd.daemon.drafting import make_drafter
     from warrantyd.daemon.process import Processor
+    from warrantyd.storage.db import Database
 
     db = Database(config.database.url)
     processor = Processor(config, db, make_drafter(config),
                           on_outbound=lambda: send(OUTBOUND), in_thread=False)
+    # While the daemon upgrades the schema and connects: the first mail would wait for this.
+    processor.warm_up()
     processor.worker = daemon  # rows name the daemon that did them, as before the worker
     processor.on_mail = lambda inbound_id: send((WORKING, inbound_id))
     # The main process sends nothing while a pass runs: anything to read now is its end

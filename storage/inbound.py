@@ -108,3 +108,17 @@ def due_ids_for_processing(session: Session, now: datetime, limit: int = 50) -> 
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
+
+
+def reprocess(session: Session, inbound_id: int) -> InboundMessage:
+    """Put a quarantined (or any) row back in line for processing."""
+    row = session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise LookupError(f"no inbound message {inbound_id}; `warrantyd inbox list` shows them")
+    if row.status == "done":
+        raise ValueError(f"inbound message {inbound_id} was processed already "
+                         f"({row.classification}); nothing to do")
+    row.status = "new"
+    row.attempts = 0
+    row.next_attempt_at = None
+    return row

@@ -31,9 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-MAIN_DIVISION = "main"
-"""The division of a config's top-level ``[mailbox]`` and ``[staff]``, and of every row
-written before there were divisions."""
+from warrantyd.storage import MAIN_DIVISION
 
 
 def division_column() -> Mapped[str]:

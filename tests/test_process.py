@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,10 +16,10 @@ from vendor_jobs import FakeDrafter
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
 from warrantyd.daemon.drafting import DirectoryCache
-from warrantyd.daemon.process import Processor, reprocess
+from warrantyd.daemon.process import Processor
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.storage.db import Database
-from warrantyd.storage.inbound import store_inbound
+from warrantyd.storage.inbound import reprocess, store_inbound
 from warrantyd.storage.models import (
     MAIN_DIVISION,
     Feedback,
@@ -304,3 +307,40 @@ def test_cached_vendors_and_decisions_see_this_process_at_once_and_others_after_
         raise RuntimeError("rolled back")
     with database.session() as s:
         assert cache.vendor_emails(s) == {"ace@plumbing.example"}
+
+
+_FIRST_MAIL = """
+import asyncio, sys
+from pathlib import Path
+from config_builder import ELM_STREET, build_config
+from warrantyd.daemon.drafting import make_drafter
+from warrantyd.daemon.process import Processor
+from warrantyd.daemon.render import environment
+from warrantyd.storage.db import Database
+from warrantyd.storage.inbound import store_inbound
+
+tmp = Path(sys.argv[1])
+db = Database(f"sqlite:///{tmp / 'w.sqlite3'}")
+db.upgrade()
+config = build_config(tmp, db, homes=[ELM_STREET])
+with db.session() as s:
+    store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=1, raw=sys.argv[2].encode())
+processor = Processor(config, db, make_drafter(config), in_thread=False)
+processor.warm_up()
+modules, templates = set(sys.modules), len(environment().cache)
+asyncio.run(processor.process_pending())
+print(sorted(set(sys.modules) - modules), len(environment().cache) - templates)
+"""
+
+
+def test_warming_up_leaves_nothing_for_the_first_mail_to_load(tmp_path: Path) -> None:
+    # The processing worker warms up while the daemon connects: the first mail of a start
+    # (a backlog's first acknowledgement) then costs what any other mail costs.
+    mail = _mail("dana@example.com", "The kitchen sink is leaking badly.\n"
+                                     "The garage door grinds and stops halfway.")
+    support = Path(__file__).parent / "support"
+    proc = subprocess.run([sys.executable, "-c", _FIRST_MAIL, str(tmp_path), mail.decode()],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(support)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", "0"], "loaded by the first mail: " + proc.stdout

@@ -225,6 +225,22 @@ def test_no_worker_outlives_its_daemon(how: str, tmp_path: Path, dovecot: Doveco
         assert "Traceback" not in daemon.log()
 
 
+def test_a_bad_config_stops_the_worker_started_before_it_was_read(tmp_path: Path) -> None:
+    # `warrantyd run` starts its worker before it reads the config, so that the two load
+    # their code side by side; a config that does not load must not leave it behind.
+    bad = tmp_path / "config.toml"
+    bad.write_text('[company]\nname = "Acme"\n[mailbox]\naddress = "nope"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "warrantyd.daemon.cli", "run", "--config",
+                             str(bad)], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "[mailbox].address: 'nope' is not an email address" in err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # nothing is left in the daemon's session
+        os.killpg(proc.pid, 0)
+
+
 # --- the SQLite writer turn --------------------------------------------------------------
 
 _HOLDER = """

@@ -792,6 +792,12 @@ def _classifier(feedback: tuple[tuple[str, str], ...]) -> TradeClassifier:
     return TradeClassifier(feedback)
 
 
+def load_trade_model() -> None:
+    """Load the shipped trade model now (numpy and the model file) rather than at the first
+    mail; see ``drafting.prepare_drafter``."""
+    _classifier(())
+
+
 def _feedback_pairs(examples: Sequence[FeedbackExample]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for ex in examples:
