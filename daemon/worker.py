@@ -147,7 +147,8 @@ class ProcessingWorker:
                 if self._starts:
                     log.warning("starting the processing worker again")
                 self.start()
-            assert self._conn is not None
+            if self._conn is None:  # it died before it could take its config
+                raise WorkerLost(self._last_exit or "the processing worker did not start")
             self._answer = asyncio.get_running_loop().create_future()
             try:
                 self._conn.send(PROCESS)

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from vendor_jobs import inbound_status, make_config
 
 from warrantyd.daemon.config import Config
-from warrantyd.daemon.worker import ProcessingWorker, WorkerLost
+from warrantyd.daemon.worker import ProcessingWorker, WorkerLost, spawn_worker
 from warrantyd.storage.db import Database, SqliteWriterTurn
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import InboundMessage, OutboundMessage, Setting, WorkOrder
@@ -90,6 +90,26 @@ async def test_the_worker_processes_stored_mail_wakes_the_sender_and_comes_back_
     finally:
         await worker.stop()
     assert worker.pid is None
+
+
+async def test_a_worker_started_early_that_died_before_its_config_is_replaced(
+        tmp_path: Path, database: Database) -> None:
+    # `warrantyd run` starts the worker before reading the config; if it is gone by the
+    # time the config is handed over, the daemon says so and the next request starts one.
+    config = make_config(tmp_path, database)
+    mail = _store(database, config, 1)
+    early = spawn_worker()
+    early.proc.kill()
+    early.proc.wait(timeout=30)
+    worker = ProcessingWorker(config, database, on_outbound=lambda: None, spawned=early)
+    worker.start()
+    try:
+        assert worker.pid is None and "exited" in worker.status["last_exit"]
+        assert await worker.process_pending() == 1
+        assert worker.pid not in (None, early.proc.pid)
+        assert inbound_status(database, mail) == "done"
+    finally:
+        await worker.stop()
 
 
 class SilentModelServer:
