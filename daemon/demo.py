@@ -301,6 +301,25 @@ def _request_status(sandbox: Sandbox) -> str | None:
         return sr.status if sr else None
 
 
+def _all_filed(sandbox: Sandbox) -> bool:
+    from sqlalchemy import func, select
+
+    from warrantyd.storage.models import InboundMessage
+
+    with sandbox.service.db.session() as session:
+        return not session.scalar(select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.uid.is_not(None), InboundMessage.moved.is_(False)))
+
+
+async def _settled(sandbox: Sandbox) -> None:
+    """Until the daemon has filed every mail it took (the end of its pass), then a moment,
+    as a person takes before answering.  The demo's IMAP server (pymap) never tells a
+    session of mail that arrived between its last search and its IDLE, so an answer sent
+    within milliseconds of the daemon's last step would wait for its next full poll."""
+    await _until(lambda: _all_filed(sandbox), "the daemon to file the mail it took")
+    await asyncio.sleep(0.3)
+
+
 async def play_story(sandbox: Sandbox, digest: EmailMessage) -> None:
     """Staff accept, vendors confirm and finish, the request resolves: each step printed."""
     say = sandbox.say
@@ -315,6 +334,7 @@ async def play_story(sandbox: Sandbox, digest: EmailMessage) -> None:
         commands.append(f"edit {drywall_item}: Reset the popped nail in the upstairs hallway "
                         "ceiling with a drywall screw, patch, match the texture and paint.")
     commands.append("accept all")
+    await _settled(sandbox)
     await staff.send(reply_to(digest, STAFF, "\n".join(commands)))
     say(f"staff ({STAFF.address}) replied to the digest: " + " / ".join(commands))
     receipt = await staff.wait_for("receipt")
@@ -339,6 +359,7 @@ async def play_story(sandbox: Sandbox, digest: EmailMessage) -> None:
         notices[wo["id"]] = (client, notice)
 
     for wo_id, (client, notice) in notices.items():
+        await _settled(sandbox)
         await client.send(reply_to(notice, client.person, "Thursday at 9 works for us."))
         say(f"vendor {client.person.address} replied: \"Thursday at 9 works for us.\"")
         scheduled = await _until(lambda i=wo_id: next(
@@ -350,6 +371,7 @@ async def play_story(sandbox: Sandbox, digest: EmailMessage) -> None:
         say(f"homeowner got: {str(told['Subject']).strip()}")
 
     for wo_id, (client, notice) in notices.items():
+        await _settled(sandbox)
         await client.send(reply_to(notice, client.person,
                                    "All done, fixed and cleaned up. Thanks!"))
         say(f"vendor {client.person.address} replied: \"All done, fixed and cleaned up.\"")

@@ -369,6 +369,27 @@ def test_a_fetched_batch_is_stored_in_one_transaction(dovecot: Dovecot, user: st
     assert [r.uid for r in rows(database, user)] == [1, 2, 3, 4, 5]
 
 
+async def test_mail_that_arrives_while_the_pass_is_processing_is_not_left_for_the_full_poll(
+        dovecot: Dovecot, user: str, database: Database) -> None:
+    # The pass searches, stores, then processes and files; a mail delivered after its last
+    # search (a vendor answering an acknowledgement at once) must be taken at once, not
+    # left until the next full poll (5 minutes) because the server told of it before IDLE.
+    marking = marking_processor(database)
+    delivered: list[int] = []
+
+    async def process() -> None:
+        await marking()
+        if not delivered:
+            delivered.append(await asyncio.to_thread(dovecot.append, user, mail("Quick reply")))
+
+    intake = ImapIntake(config_for(dovecot, user), database, process=process,
+                        full_poll_seconds=300)
+    async with running(intake):
+        await asyncio.to_thread(dovecot.append, user, mail("First"))
+        await wait_until(filed_everything(database, user, 2), "the quick reply filed too",
+                         limit=15)
+
+
 async def test_full_poll_while_idling_retries_what_failed(
         dovecot: Dovecot, user: str, database: Database,
         monkeypatch: pytest.MonkeyPatch) -> None:
