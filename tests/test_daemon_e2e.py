@@ -14,13 +14,14 @@ import pytest
 from daemon_harness import (
     IN_FLIGHT,
     DaemonProcess,
+    count_rows,
     homeowner_mail,
     wait_for,
     write_config,
 )
 from dovecot import Dovecot
 from smtp_sink import SmtpSink
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from warrantyd.storage.db import Database
 from warrantyd.storage.models import InboundMessage, OutboundMessage, ServiceRequest, WorkOrder
@@ -32,11 +33,6 @@ pytest_plugins = ("e2e_fixtures",)
 def _config(tmp_path: Path, dovecot: Dovecot, sink: SmtpSink, db_url: str, user: str) -> Path:
     return write_config(tmp_path, dovecot=dovecot, smtp_port=sink.port, db_url=db_url,
                         imap_user=user)
-
-
-def _count(db: Database, model: type, *where: object) -> int:
-    with db.session() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def test_mail_appended_while_running_becomes_a_request_and_is_acknowledged(
@@ -77,15 +73,15 @@ def test_sigkill_in_the_middle_of_a_backlog_processes_every_mail_exactly_once(
     db.upgrade()
     daemon = DaemonProcess(config, import_existing=True).start()
     try:
-        wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") >= 10,
+        wait_for(lambda: count_rows(db, InboundMessage, InboundMessage.status == "done") >= 10,
                  60, "ten mails processed", daemon)
         daemon.kill()
-        done_at_kill = _count(db, InboundMessage, InboundMessage.status == "done")
+        done_at_kill = count_rows(db, InboundMessage, InboundMessage.status == "done")
         assert done_at_kill < total, "the backlog finished before the kill: make it larger"
         daemon = DaemonProcess(config).start()
-        wait_for(lambda: _count(db, InboundMessage, InboundMessage.status == "done") == total,
+        wait_for(lambda: count_rows(db, InboundMessage, InboundMessage.status == "done") == total,
                  120, "every mail processed after the restart", daemon)
-        wait_for(lambda: _count(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
+        wait_for(lambda: count_rows(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
                  60, "every mail sent", daemon)
         wait_for(lambda: len(dovecot.list_uids(mailbox_user, "Processed")) == total, 30,
                  "every mail filed", daemon)
@@ -93,11 +89,11 @@ def test_sigkill_in_the_middle_of_a_backlog_processes_every_mail_exactly_once(
     finally:
         if daemon.alive():
             daemon.kill()
-    assert _count(db, InboundMessage) == total
-    assert _count(db, ServiceRequest) == total
+    assert count_rows(db, InboundMessage) == total
+    assert count_rows(db, ServiceRequest) == total
     assert dovecot.list_uids(mailbox_user, "INBOX") == []
     ids = Counter(m.message_id for m in sink.messages)
-    assert len(ids) == _count(db, OutboundMessage), "a queued mail was lost"
+    assert len(ids) == count_rows(db, OutboundMessage), "a queued mail was lost"
     # SMTP has no transactions: the one mail whose "250 OK" arrived just before the kill, but
     # whose row was not yet marked sent, is sent again, with the same Message-ID (and bytes),
     # which mail clients use to show it once.  The sender has one mail at a time in flight
@@ -129,7 +125,7 @@ def test_garbage_mail_is_recorded_and_the_daemon_keeps_running(
         dovecot.append(mailbox_user, homeowner_mail(7, sender="dana@example.com"))
         wait_for(lambda: sink.received_by("dana@example.com"), 30,
                  "the good mail to be acknowledged after the bad ones", daemon)
-        wait_for(lambda: _count(db, InboundMessage, InboundMessage.status.in_(
+        wait_for(lambda: count_rows(db, InboundMessage, InboundMessage.status.in_(
             ("done", "ignored", "quarantined"))) == 3, 30, "all three handled", daemon)
         assert daemon.alive()
         assert daemon.terminate() == 0
@@ -156,7 +152,7 @@ def test_llm_drafting_through_the_real_sdk_and_a_prompt_injection_sends_nothing(
             dovecot.append(mailbox_user, homeowner_mail(3, sender="dana@example.com", body=body))
             wait_for(lambda: sink.received_by("dana@example.com"), 30, "the acknowledgement",
                      daemon)
-            wait_for(lambda: _count(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
+            wait_for(lambda: count_rows(db, OutboundMessage, OutboundMessage.status != "sent") == 0,
                      15, "everything sent", daemon)
             assert daemon.terminate() == 0
         assert len(fake.message_requests) == 1, "exactly one drafting call per request"
