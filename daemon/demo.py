@@ -306,7 +306,7 @@ def _all_filed(sandbox: Sandbox) -> bool:
 
     from warrantyd.storage.models import InboundMessage
 
-    with sandbox.service.db.session() as session:
+    with sandbox.service.db.reading() as session:
         return not session.scalar(select(func.count()).select_from(InboundMessage).where(
             InboundMessage.uid.is_not(None), InboundMessage.moved.is_(False)))
 

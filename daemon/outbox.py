@@ -422,6 +422,7 @@ _SENT_LAST_HOUR = (
            _OUT.sent_at > bindparam("since")))
 _ADD_HISTORY = insert(HistoryEvent.__table__)
 
+
 class _SendQueue:
     """The rows of one pass, handed to the connections that send them: the first row whose
     recipient has no mail in flight (nor one sent and not yet recorded)."""

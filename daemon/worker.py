@@ -56,12 +56,11 @@ OUTBOUND = "outbound"
 WORKING = "working"
 DONE = "done"
 FAILED = "failed"
+LOG = "log"
 
 STOP_SECONDS = 60.0
 """How long the main process waits for the worker to exit after ``stop`` before killing it
 (it finishes the mail in hand first: an LLM call may take a while)."""
-
-LOG = "log"
 
 
 class WorkerLost(RuntimeError):
