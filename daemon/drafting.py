@@ -46,11 +46,12 @@ MAX_EXAMPLES = 200
 MAX_PHOTOS = 8
 
 
-def make_drafter(config: Config) -> Drafter:
-    """The configured engine; the offline drafter when no API key is set."""
+def make_drafter(config: Config, *, in_line: bool = False) -> Drafter:
+    """The configured engine; the offline drafter when no API key is set.  ``in_line``: the
+    offline drafter (the engine, or the model's fallback) drafts in the caller's thread."""
     from warrantyd.daemon.drafters.offline import OfflineDrafter
 
-    offline = OfflineDrafter()
+    offline = OfflineDrafter(in_line=in_line)
     if config.drafter.engine != "anthropic":
         return offline
     key = config.drafter.api_key()

@@ -184,17 +184,11 @@ class Processor:
     async def _draft(self, reading: Reading) -> DraftResult:
         assert reading.draft_request is not None
         if reading.budget_exceeded is None or self.drafter.engine != "anthropic":
-            # A drafter that only computes (the offline one) is called in line where the
-            # steps run in line: its own thread would only add a hop.
-            draft_now = getattr(self.drafter, "draft_sync", None)
-            if draft_now is not None and not self.in_thread:
-                result: DraftResult = draft_now(reading.draft_request)
-                return result
             return await self.drafter.draft(reading.draft_request)
         from warrantyd.daemon.drafters.offline import OfflineDrafter
 
         log.warning("drafting offline: %s", reading.budget_exceeded)
-        result = await OfflineDrafter().draft(reading.draft_request)
+        result = await OfflineDrafter(in_line=not self.in_thread).draft(reading.draft_request)
         result.engine = "offline (fallback: daily token budget)"
         result.notes.insert(0, f"Drafted offline: {reading.budget_exceeded}.")
         return result

@@ -333,7 +333,7 @@ async def _serve(config: Config, conn: Connection, send: Callable[[object], None
     from warrantyd.storage.db import Database
 
     db = Database(config.database.url)
-    processor = Processor(config, db, make_drafter(config),
+    processor = Processor(config, db, make_drafter(config, in_line=True),
                           on_outbound=lambda: send(OUTBOUND), in_thread=False)
     # While the daemon upgrades the schema and connects: the first mail would wait for this.
     processor.warm_up()

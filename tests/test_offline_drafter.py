@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from warrantyd.daemon.drafters.base import (
     DraftRequest,
+    DraftResult,
     FeedbackExample,
     Photo,
     VendorInfo,
@@ -274,6 +276,23 @@ async def test_async_draft_matches_sync() -> None:
     result = await OfflineDrafter().draft(request)
     assert result.engine == "offline"
     assert [i.trade for i in result.issues] == ["garage_door"]
+
+
+async def test_in_line_drafts_in_the_callers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The processing worker's loop serves nothing else: a thread per draft is a pure hop.
+    threads: list[int] = []
+    real = OfflineDrafter.draft_sync
+
+    def noting(self: OfflineDrafter, request: DraftRequest) -> DraftResult:
+        threads.append(threading.get_ident())
+        return real(self, request)
+
+    monkeypatch.setattr(OfflineDrafter, "draft_sync", noting)
+    request = DraftRequest(text="The garage door opener hums but the door doesn't move.")
+    in_line = await OfflineDrafter(in_line=True).draft(request)
+    await OfflineDrafter().draft(request)
+    assert [i.trade for i in in_line.issues] == ["garage_door"]
+    assert threads[0] == threading.get_ident() != threads[1]
 
 
 # --- coverage ----------------------------------------------------------------------------

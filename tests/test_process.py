@@ -325,7 +325,7 @@ db.upgrade()
 config = build_config(tmp, db, homes=[ELM_STREET])
 with db.session() as s:
     store_inbound(s, mailbox="m/INBOX", uidvalidity=1, uid=1, raw=sys.argv[2].encode())
-processor = Processor(config, db, make_drafter(config), in_thread=False)
+processor = Processor(config, db, make_drafter(config, in_line=True), in_thread=False)
 processor.warm_up()
 modules, templates = set(sys.modules), len(environment().cache)
 handled = asyncio.run(processor.process_pending())

@@ -1302,10 +1302,16 @@ class OfflineDrafter:
 
     engine = "offline"
 
-    def __init__(self, examples: Sequence[FeedbackExample] = ()) -> None:
+    def __init__(self, examples: Sequence[FeedbackExample] = (), *,
+                 in_line: bool = False) -> None:
         self.examples: tuple[FeedbackExample, ...] = tuple(examples)
+        self.in_line = in_line
+        """Draft in the caller's thread: for a caller whose event loop serves nothing else
+        (the processing worker), where a thread per draft would only add a hop."""
 
     async def draft(self, request: DraftRequest) -> DraftResult:
+        if self.in_line:
+            return self.draft_sync(request)
         return await asyncio.to_thread(self.draft_sync, request)
 
     def draft_sync(self, request: DraftRequest) -> DraftResult:
