@@ -181,14 +181,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
 
 class KindCounter:
     """An SMTP sink ``on_message`` hook counting mail by ``X-Warrantyd-Kind`` as it arrives
-    (cheaper than re-reading every message while polling)."""
+    (cheaper than re-reading every message while polling); it reads the header block only,
+    so the sink costs the machine little beside the daemon being measured."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.last_at: dict[str, float] = {}
 
     def __call__(self, received: object) -> None:
-        kind = str(received.message.get("X-Warrantyd-Kind", ""))  # type: ignore[attr-defined]
+        kind = str(received.headers.get("X-Warrantyd-Kind", ""))  # type: ignore[attr-defined]
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.last_at[kind] = time.monotonic()
 
