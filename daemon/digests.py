@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -334,13 +334,12 @@ def _refused_in_division(config: Config, division: str) -> ColumnElement[bool] |
     return or_(scope, and_(HistoryEvent.service_request_id.is_(None), arrived))
 
 
-def _refused_since(session: Session, config: Config, division: str,
-                   since: datetime | ColumnElement[datetime] | None,
-                   now: datetime) -> list[RefusedMail]:
-    """Command mail refused after ``since`` (a time, or a query of one: then in the same
-    statement) and up to ``now``, the last :data:`MAX_REFUSED_LISTED`, oldest first."""
+def _refused_query(config: Config, division: str,
+                   since: datetime | ColumnElement[datetime] | None) -> Select[tuple[HistoryEvent]]:
+    """Command mail refused after ``since`` and up to the ``now`` parameter, the last
+    :data:`MAX_REFUSED_LISTED`, newest first."""
     query = select(HistoryEvent).where(HistoryEvent.event == REFUSED_EVENT,
-                                       HistoryEvent.at <= now)
+                                       HistoryEvent.at <= bindparam("now"))
     scope = _refused_in_division(config, division)
     if scope is not None:
         query = (query.outerjoin(ServiceRequest,
@@ -349,10 +348,35 @@ def _refused_since(session: Session, config: Config, division: str,
                  .where(scope))
     if since is not None:
         query = query.where(HistoryEvent.at > since)
+    return query.order_by(HistoryEvent.id.desc()).limit(MAX_REFUSED_LISTED)
+
+
+_REFUSED_SINCE_LAST_DIGEST: dict[tuple[str, tuple[tuple[str, str], ...]],
+                                 Select[tuple[HistoryEvent]]] = {}
+
+
+def _refused_since_last_digest_query(config: Config, division: str) -> Select[tuple[HistoryEvent]]:
+    """:func:`_refused_query` since ``division``'s last approval digest, asked in the same
+    statement.  Every new request in immediate mode runs it, and building an ORM statement
+    costs more than running it, so it is built once per layout of divisions (their names
+    and mailboxes, all that the statement depends on)."""
+    key = (division, tuple((d.name, d.mailbox.address) for d in config.divisions))
+    query = _REFUSED_SINCE_LAST_DIGEST.get(key)
+    if query is None:
+        since = func.coalesce(_last_digest_query(config, division).scalar_subquery(),
+                              _BEFORE_ANY_DIGEST)
+        query = _REFUSED_SINCE_LAST_DIGEST.setdefault(key, _refused_query(config, division,
+                                                                          since))
+    return query
+
+
+def _refused_since(session: Session, config: Config, query: Select[tuple[HistoryEvent]],
+                   now: datetime) -> list[RefusedMail]:
+    """The refused mail ``query`` (see :func:`_refused_query`) finds up to ``now``, oldest
+    first."""
     # Nothing pending in the session can change the answer: it goes with the next flush.
     with session.no_autoflush:
-        rows = session.scalars(query.order_by(HistoryEvent.id.desc())
-                               .limit(MAX_REFUSED_LISTED)).all()
+        rows = session.scalars(query, {"now": now}).all()
     return [RefusedMail(at=f"{_local(config, row.at):%a %b %d %H:%M}", sender=row.actor,
                         reason=row.detail.split("\n", 1)[0][:300]) for row in reversed(rows)]
 
@@ -415,9 +439,8 @@ def queue_digests_for_request(session: Session, config: Config, sr: ServiceReque
         return []
     ordered = _ordered([wo for wo in work_orders if wo.status in _OPEN_STATUSES])
     # Since the last digest, asked in the same statement (one round trip per digest).
-    since = func.coalesce(_last_digest_query(config, division.name).scalar_subquery(),
-                          _BEFORE_ANY_DIGEST)
-    refused = _refused_since(session, config, division.name, since, now)
+    refused = _refused_since(session, config,
+                             _refused_since_last_digest_query(config, division.name), now)
     digest = Digest(created_at=now, service_request_id=sr.id, division=division.name,
                     work_order_ids=[wo.id for wo in ordered])
     session.add(digest)
@@ -501,7 +524,7 @@ def queue_pending_digest(session: Session, config: Config, now: datetime,
     drafts = _undigested_drafts(session, config, own.name)
     flagged = [wo for wo in _flagged_since(session, config, own.name, since)
                if wo not in drafts]
-    refused = _refused_since(session, config, own.name, since, now)
+    refused = _refused_since(session, config, _refused_query(config, own.name, since), now)
     if not drafts and not flagged and not refused:
         return []
     slot = f"{now:%Y%m%dT%H%M}"
