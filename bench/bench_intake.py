@@ -4,7 +4,8 @@ Daemon: N homeowner mails (1–3 issues each, 20 % with a ~200 KB photo) are put
 mailbox, then ``warrantyd run --import-existing`` (offline drafter, SQLite) is started; the
 clock runs from the start of the process until every acknowledgement and every approval
 digest has reached the SMTP sink.  The peak RSS (VmHWM) of the daemon and of its processing
-worker, and the CPU time both used (start-up included), are read at that moment.
+worker, their PSS (memory together, shared library pages counted once) and the CPU time both
+used (start-up included), are read at that moment.
 
 Floor: the least any intake could do with the same mail — one IMAP connection fetching each
 message with ``BODY.PEEK[]``, parsing it with mail-parser and committing its raw bytes and
@@ -40,14 +41,15 @@ from benchlib import (
     homeowner_mails,
     median,
     peak_rss_mib,
+    pss_mib,
     wait_until,
 )
 
 
 def run_daemon(dovecot: Dovecot, mails: list[bytes], tmp: Path, run: int
-               ) -> tuple[float, float, tuple[float, float], float]:
+               ) -> tuple[float, float, tuple[float, float], float, float]:
     """One daemon run: (msg/s from process start, msg/s from first connect, peak RSS MiB of
-    the daemon and of its worker, CPU ms per mail of both)."""
+    the daemon and of its worker, CPU ms per mail of both, PSS MiB of both at the end)."""
     user = f"intake{run}@acme-homes.example"
     dovecot.add_user(user)
     append_all(dovecot, user, mails)
@@ -70,11 +72,12 @@ def run_daemon(dovecot: Dovecot, mails: list[bytes], tmp: Path, run: int
             rss = (peak_rss_mib(daemon.proc.pid),
                    max((peak_rss_mib(pid) for pid in workers), default=0.0))
             cpu_ms = 1000 * cpu_seconds(daemon.proc.pid) / n
+            pss = sum(pss_mib(pid) for pid in (daemon.proc.pid, *workers))
             daemon.terminate()
         finally:
             if daemon.alive():
                 daemon.kill()
-    return n / (finished - started), n / (finished - connected), rss, cpu_ms
+    return n / (finished - started), n / (finished - connected), rss, cpu_ms, pss
 
 
 def run_floor(dovecot: Dovecot, mails: list[bytes], tmp: Path, run: int) -> float:
@@ -118,18 +121,21 @@ def main() -> None:
     print(f"{args.mails} homeowner mails, mean size {size:.0f} KiB, {args.runs} runs each")
     daemon_rates, connected_rates, floors, cpu = [], [], [], []
     rss: list[tuple[float, float]] = []
+    pss: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp_name, Dovecot() as dovecot:
         tmp = Path(tmp_name)
         for run in range(args.runs):
             floors.append(run_floor(dovecot, mails, tmp, run))
-            whole, connected, peak, cpu_ms = run_daemon(dovecot, mails, tmp, run)
+            whole, connected, peak, cpu_ms, pss_end = run_daemon(dovecot, mails, tmp, run)
             daemon_rates.append(whole)
             connected_rates.append(connected)
             rss.append(peak)
             cpu.append(cpu_ms)
+            pss.append(pss_end)
             print(f"  run {run + 1}: floor {floors[-1]:6.1f} msg/s   daemon {whole:5.1f} msg/s "
                   f"({connected:5.1f} from connect)   CPU {cpu_ms:5.1f} ms/mail   "
-                  f"peak RSS {peak[0]:5.1f} + worker {peak[1]:5.1f} MiB")
+                  f"peak RSS {peak[0]:5.1f} + worker {peak[1]:5.1f} MiB   "
+                  f"PSS at the end {pss_end:5.1f} MiB")
     floor, daemon = median(floors), median(daemon_rates)
     print(f"floor (fetch + mail-parser + SQLite commit): {floor:6.1f} msg/s (median)")
     print(f"daemon (until every ack and digest sent):    {daemon:6.1f} msg/s (median; "
@@ -139,6 +145,7 @@ def main() -> None:
     main, worker = max(r[0] for r in rss), max(r[1] for r in rss)
     print(f"peak RSS of the daemon:                       {main:6.1f} MiB, of its worker "
           f"{worker:6.1f} MiB (max; together {max(sum(r) for r in rss):.1f})   target <= 150")
+    print(f"PSS of both at the end (shared pages once): {max(pss):6.1f} MiB (max)")
 
 
 if __name__ == "__main__":

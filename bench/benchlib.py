@@ -41,6 +41,7 @@ __all__ = [
     "median",
     "peak_rss_mib",
     "postgres_database",
+    "pss_mib",
     "wait_until",
     "write_config",
 ]
@@ -148,6 +149,17 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def pss_mib(pid: int) -> float:
+    """The proportional set size of a live process now (Pss in smaps_rollup), in MiB: its
+    resident pages, each page shared with other processes counted as its share.  The sum
+    over the daemon and its worker is their memory together, the libraries both map
+    counted once (RSS counts them in each)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for process {pid}")
 
 
 def cpu_seconds(pid: int) -> float:
