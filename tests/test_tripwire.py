@@ -203,3 +203,114 @@ def test_urgent_without_the_usual_words(text: str, reason: str) -> None:
 )
 def test_not_urgent_lookalikes(text: str) -> None:
     assert urgent_reason(text) is None
+
+
+# --- French and Portuguese: homeowners write in the language they have ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Ça sent le gaz dans la cuisine depuis ce matin.", "gas smell"),
+        ("Il y a une forte odeur de gaz près du chauffe-eau.", "gas smell"),
+        ("Sentimos cheiro de gás na lavanderia, atrás da secadora.", "gas smell"),
+        ("Está com um cheiro forte de gás perto do fogão.", "gas smell"),
+        ("Le détecteur de monoxyde de carbone sonne depuis une heure.",
+         "carbon monoxide alarm"),
+        ("O alarme de monóxido de carbono disparou agora há pouco.", "carbon monoxide alarm"),
+        ("Les eaux usées remontent par le siphon de sol du sous-sol.", "sewage backup"),
+        ("O esgoto está voltando pelo ralo do banheiro e transbordando.", "sewage backup"),
+        ("Un tuyau a éclaté sous l'évier et l'eau gicle partout.", "active water leak"),
+        ("Nous avons fermé le robinet principal à cause de la fuite.", "active water leak"),
+        ("L'eau n'arrête pas de couler du plafond.", "active water leak"),
+        ("O cano estourou e tem água por todo lado.", "active water leak"),
+        ("Fechamos o registro geral da casa por causa do vazamento.", "active water leak"),
+        ("A água não para de sair do aquecedor.", "active water leak"),
+        ("Nous n'avons plus de chauffage et il fait très froid dehors.",
+         "total loss of heat in cold weather"),
+        ("O aquecimento parou de funcionar e está fazendo muito frio.",
+         "total loss of heat in cold weather"),
+        ("Nous n'avons plus d'électricité dans toute la maison.", "total loss of power"),
+        ("Estamos sem luz na casa inteira desde ontem.", "total loss of power"),
+        ("Nous n'avons plus d'eau du tout, aucun robinet ne fonctionne.",
+         "total loss of water"),
+        ("Não temos água em nenhuma torneira da casa.", "total loss of water"),
+        ("La prise de la chambre a fait des étincelles et le cache est noirci.",
+         "sparking or scorched electrical"),
+        ("A tomada da sala soltou faíscas quando ligamos o aspirador.",
+         "sparking or scorched electrical"),
+        ("Ça sent le plastique brûlé au tableau électrique.", "burning smell at electrical"),
+        ("Tem cheiro de queimado saindo do quadro de luz.", "burning smell at electrical"),
+        ("J'ai pris une décharge en touchant l'interrupteur du couloir.", "electric shock"),
+        ("Levei um choque no interruptor do corredor.", "electric shock"),
+        ("Le plafond de la salle de bain s'est effondré cette nuit.", "ceiling collapse"),
+        ("O teto do banheiro desabou hoje de manhã.", "ceiling collapse"),
+    ],
+)
+def test_each_rule_fires_in_french_and_portuguese(text: str, reason: str) -> None:
+    assert reason in emergency_reasons(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Il n'y a pas d'odeur de gaz, juste un bruit dans la sécheuse.",
+        "Ça ne sent plus le gaz, merci.",
+        "La fuite a été réparée le mois dernier.",
+        "Si jamais ça sent le gaz, que faut-il faire ?",
+        "Le robinet de la cuisine goutte un peu.",
+        "Nous n'avons plus d'eau chaude depuis hier soir.",
+        "Não tem cheiro de gás, só um barulho na secadora.",
+        "O vazamento já foi consertado na semana passada.",
+        "Se algum dia sentirmos cheiro de gás, o que devemos fazer?",
+        "A torneira da cozinha pinga um pouco.",
+        "O exaustor do banheiro está sem energia.",
+    ],
+)
+def test_french_and_portuguese_negations_and_non_emergencies_stay_quiet(text: str) -> None:
+    assert check_emergency(text) is None, emergency_reasons(text)
+
+
+def test_french_and_portuguese_recurrence_overrides_a_fixed_problem() -> None:
+    assert check_emergency("Le plombier a réparé la fuite, mais l'eau gicle partout "
+                           "de nouveau.") == "active water leak"
+    assert check_emergency("O encanador consertou, mas o cano estourou de novo e tem "
+                           "água por todo lado.") == "active water leak"
+
+
+def test_french_and_portuguese_heat_needs_cold_weather() -> None:
+    assert check_emergency("Le chauffage ne fonctionne plus depuis ce matin.") is None
+    assert classify_priority("Le chauffage ne fonctionne plus depuis ce matin.",
+                             context="Il fait moins 15 dehors.")[0] == "emergency"
+    assert classify_priority("O aquecimento parou hoje cedo.",
+                             context="Está nevando e abaixo de zero.")[0] == "emergency"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Nous n'avons plus d'eau chaude depuis hier soir.", "no hot water"),
+        ("Estamos sem água quente desde ontem.", "no hot water"),
+        ("La porte du garage est sortie du rail et reste bloquée ouverte.",
+         "garage door stuck or off track"),
+        ("A porta da garagem não fecha e ficou aberta a noite toda.",
+         "garage door stuck or off track"),
+        ("La serrure est cassée, on ne peut plus fermer la porte d'entrée à clé.",
+         "door cannot be locked"),
+        ("A fechadura quebrou e não conseguimos trancar a porta da frente.",
+         "door cannot be locked"),
+        ("Le disjoncteur du garage saute sans arrêt et le congélateur a décongelé.",
+         "GFCI tripping with food at risk"),
+        ("La climatisation ne fonctionne plus et nous avons un bébé de 3 mois.",
+         "no cooling with vulnerable occupants or extreme heat"),
+        ("O ar-condicionado parou e minha mãe é idosa.",
+         "no cooling with vulnerable occupants or extreme heat"),
+        ("Il pleut en ce moment et l'eau goutte du plafond de la chambre.",
+         "roof leak while raining"),
+        ("Está chovendo agora e tem uma goteira no teto do quarto.",
+         "roof leak while raining"),
+    ],
+)
+def test_urgent_rules_in_french_and_portuguese(text: str, reason: str) -> None:
+    assert urgent_reason(text) == reason
+    assert classify_priority(text)[0] == "urgent"

@@ -2,13 +2,15 @@
 
 A missed gas smell or burst pipe costs far more than a false alarm, and a language model can
 be down, slow or wrong.  So the emergency check is a small set of plain rules that run first,
-on every mail, in English and Spanish, and whose reasons staff can read ("gas smell",
-"sewage backup").  The drafter (offline or LLM) may add urgency, never remove an emergency
-that fired here.
+on every mail, in English, Spanish, French and Portuguese, and whose reasons staff can read
+("gas smell", "sewage backup").  The drafter (offline or LLM) may add urgency, never remove an
+emergency that fired here.
 
 Negation matters as much as the cue: "no gas smell", "not leaking anymore" and "the leak
 was fixed last month" must stay quiet, so every cue is checked against the words just
-before it and against resolution words in its sentence.
+before it and against resolution words in its sentence.  French wraps its negation around
+the verb ("ça ne sent pas le gaz"): its cues are written so that the "pas" breaks them, and
+"ne ... plus" ("ça ne fuit plus") reads as a problem that is over.
 """
 
 from __future__ import annotations
@@ -45,12 +47,17 @@ _COLD_WEATHER = _rx(
     r"\d{1,2}\s*(?:°|degrees?)?\s*below|cold(?:er)? (?:outside|out there|weather|night)|"
     r"(?:house|home|inside) is (?:getting |very |really )?(?:cold|freezing)|"
     r"\b[1-5]\d\s*(?:°|degrees?)(?:\s*f)?\s*(?:inside|in the house|indoors)|"
-    r"hace (?:mucho )?fr[ií]o|helad\w*|bajo cero|invierno|nieve|nevando)"
+    r"hace (?:mucho )?fr[ií]o|helad\w*|bajo cero|invierno|nieve|nevando|"
+    r"fait (?:tr[eè]s |si |tellement )?froid|froid (?:dehors|glacial|intense)|"
+    r"sous z[eé]ro|moins \d{1,2}\b|hiver|neige\w*|il g[eè]le|gel[ée]e?s?\b|"
+    r"(?:faz|fazendo|est[aá] fazendo) (?:muito )?frio|frio (?:l[aá] fora|intenso)|"
+    r"abaixo de zero|inverno|nev(?:e|ando)|geada|congelando)"
 )
 _ELECTRICAL_PLACE = _rx(
     r"\b(?:panel|breaker|outlet|plug|socket|switch|wir(?:e|es|ing)|receptacle|cover plate|"
     r"electrical|cord|light fixture|fixture|contacto|enchufe|tomacorriente|cable|apagador|"
-    r"interruptor|caja de breakers|tablero)"
+    r"interruptor|caja de breakers|tablero|prise|disjoncteur|tableau [eé]lectrique|c[aâ]ble|"
+    r"fil [eé]lectrique|tomada|disjuntor|quadro (?:de luz|el[eé]trico|de energia)|fia[cç][aã]o)"
 )
 
 EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
@@ -68,24 +75,30 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"eggs?|(?:rotten|rotting)[- ]eggs?\b[^.!?]{0,20}?\b(?:smell\w*|odou?r|stench)|"
             r"sul(?:f|ph)ur\w*\s+(?:smell|odou?r|stench)|(?:smell\w*|odou?r)\s+(?:of|like)\s+"
             r"sul(?:f|ph)ur|(?:olor|huele)\s+a\s+huevos?\s+podridos?|"
-            r"(?:olor|huele)\s+a\s+azufre)"
+            r"(?:olor|huele)\s+a\s+azufre|"
+            r"odeur (?:forte |tr[eè]s forte )?(?:de |du )gaz|(?:[çc]a )?sen[st] "
+            r"(?:fort |tr[eè]s fort |beaucoup )?(?:le |du )gaz|fuite de gaz|"
+            r"odeur (?:d'|d’|de )(?:[œo]eufs? pourris?|soufre)|"
+            r"cheiro (?:forte |muito forte )?de g[aá]s|vazamento de g[aá]s|"
+            r"cheiro de (?:ovo podre|enxofre))"
         ),
         # Sulphur in the water (a water-heater anode) smells the same and is routine.
         unless=_rx(
             r"\b(?:hot water|tap water|the water (?:smells|from)|water (?:smells|from the)|"
             r"from the (?:tap|faucet|shower ?head|hot water)|faucets?|taps?|well water|"
-            r"agua (?:caliente|de la llave))\b"
+            r"agua (?:caliente|de la llave)|eau chaude|robinets?|[aá]gua quente|torneiras?)\b"
         ),
     ),
     EmergencyRule(
         "carbon monoxide alarm",
         _rx(
             r"\b(?:carbon monoxide|co\b\s*(?:alarm|detector)|co2? detector|"
-            r"mon[oó]xido(?: de carbono)?)"
+            r"mon[oó]xido(?: de carbono)?|monoxyde(?: de carbone)?)"
         ),
         needs=_rx(
             r"\b(?:alarm|detector|going off|went off|goes off|sound\w*|beep\w*|"
-            r"alarma|suena|son[oó]|sonando|detector)"
+            r"alarma|suena|son[oó]|sonando|detector|alarme|sonne|a sonn[eé]|d[eé]tecteur|"
+            r"disparou|dispara|tocando|apitando|detector)"
         ),
     ),
     EmergencyRule(
@@ -97,12 +110,15 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"(?:floor |shower |tub |basement )*drains?|"
             r"smell\w* (?:like|of) (?:an? |the )?sewer|sewer[- ]smelling|"
             r"(?:black|brown|gr[ae]y(?:[- ]black)?|dirty|filthy|murky)\s+water\s+(?:is\s+)?"
-            r"(?:coming|came|comes|bubbling|bubbles|backing|backs|backed|gurgling)\s+up)"
+            r"(?:coming|came|comes|bubbling|bubbles|backing|backs|backed|gurgling)\s+up|"
+            r"eaux us[eé]es|[eé]gouts?\b|(?:toilettes?|wc|siphon|[eé]vier) refoul\w*|"
+            r"esgoto|(?:vaso|privada|ralo) (?:est[aá] )?(?:voltando|entupido e transbord\w*))"
         ),
         needs=_rx(
             r"\b(?:back\w* up|backing|coming up|comes up|came up|bubbl\w* up|overflow\w*|"
             r"flood\w*|spill\w*|spread\w*|out of|into|all over|on the floor|fill\w* (?:up )?"
-            r"with|came over|regres\w*|sal(?:e|iendo)|brot\w*|desbord\w*)"
+            r"with|came over|regres\w*|sal(?:e|iendo)|brot\w*|desbord\w*|remont\w*|refoul\w*|"
+            r"d[eé]bord\w*|partout|inond\w*|voltando|transbord\w*|saindo|alag\w*)"
         ),
     ),
     EmergencyRule(
@@ -131,11 +147,25 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"still (?:pouring|gushing|streaming|flowing) (?:out of|from|through|down)|"
             r"towels?\b[^.!?]{0,40}\b(?:soaked|soaking|drenched|saturated)|"
             r"(?:sigue|contin[uú]a)\s+saliendo\s+(?:mucha\s+)?agua|"
-            r"no\s+(?:para|deja)\s+de\s+salir\s+(?:el\s+)?agua|el agua no (?:para|deja de salir))"
+            r"no\s+(?:para|deja)\s+de\s+salir\s+(?:el\s+)?agua|el agua no (?:para|deja de salir)|"
+            r"(?:a|ont|est) [eé]clat[eé]|tuyau (?:a )?(?:p[eé]t[eé]|[eé]clat[eé])|"
+            r"(?:l'|l’)?eau (?:gicle|jaillit|coule) partout|de (?:l'|l’)eau partout|"
+            r"grosse fuite|fuite (?:tr[eè]s )?(?:importante|[eé]norme)|inond\w*|"
+            r"(?:ferm[eé]|coup[eé]) (?:le robinet|la vanne|l'arriv[eé]e d'eau|l’arriv[eé]e "
+            r"d’eau|l'eau|l’eau)(?: (?:principal|principale|g[eé]n[eé]ral|g[eé]n[eé]rale|"
+            r"de la maison))?|n'arr[eê]te pas de (?:couler|fuir)|n’arr[eê]te pas de "
+            r"(?:couler|fuir)|"
+            r"(?:cano|tubo|mangueira) (?:estourou|rompeu|arrebentou)|estourou|"
+            r"[aá]gua (?:jorrando|esguichando|espirrando)|[aá]gua por todo (?:o )?lado|"
+            r"vazamento (?:muito )?(?:grande|forte)|alag\w*|inund\w*|"
+            r"(?:fechamos|fechei|desligamos) o registro|"
+            r"(?:a )?[aá]gua n[aã]o para de (?:sair|vazar|cair))"
         ),
         # Water that comes in with every storm is a recurring leak, not one running now.
         unless=_rx(r"\b(?:every time|each time|whenever|after (?:every|each|heavy|a|big) "
-                   r"(?:rain|storm)|when(?:ever)? it rains|cada vez que llueve)\b"),
+                   r"(?:rain|storm)|when(?:ever)? it rains|cada vez que llueve|"
+                   r"chaque fois qu'il pleut|[àa] chaque pluie|toda vez que chove|"
+                   r"sempre que chove)\b"),
     ),
     EmergencyRule(
         "total loss of heat in cold weather",
@@ -146,7 +176,13 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"not working|won'?t (?:turn|come|kick) on|doesn'?t (?:work|turn on))|"
             r"(?:blowing|blows) cold air|not heating|no calienta|"
             r"sin calefacci[oó]n|no (?:hay|tenemos) calefacci[oó]n|"
-            r"(?:la )?calefacci[oó]n no (?:funciona|prende|sirve)|el calent[oó]n no prende)"
+            r"(?:la )?calefacci[oó]n no (?:funciona|prende|sirve)|el calent[oó]n no prende|"
+            r"(?:plus|pas) de chauffage|sans chauffage|(?:le )?chauffage (?:ne (?:fonctionne|"
+            r"marche|chauffe) (?:plus|pas)|(?:est )?en panne)|(?:la )?(?:chaudi[eè]re|fournaise|"
+            r"thermopompe) (?:ne (?:fonctionne|marche|d[eé]marre) (?:plus|pas)|(?:est )?en panne)|"
+            r"sem aquecimento|(?:o )?aquecimento (?:parou|n[aã]o (?:funciona|liga|esquenta)|"
+            r"quebrou)|(?:a )?(?:caldeira|calefa[cç][aã]o) (?:parou|n[aã]o (?:funciona|liga)|"
+            r"quebrou))"
         ),
         needs=_COLD_WEATHER,
         needs_scope="text",
@@ -160,7 +196,11 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"electricity)|(?:we|house|home|half (?:of )?(?:our|the) (?:house|home)) lost "
             r"(?:all )?power|power (?:is|went) out|"
             r"(?:no|sin) (?:tenemos |hay )?(?:luz|electricidad|corriente) en (?:toda )?la casa|"
-            r"no tenemos (?:luz|electricidad|corriente)|se fue la luz)"
+            r"no tenemos (?:luz|electricidad|corriente)|se fue la luz|"
+            r"(?:plus|pas) (?:d'|d’)[eé]lectricit[eé]|(?:plus|pas) de courant|"
+            r"panne (?:de courant|d'[eé]lectricit[eé]|d’[eé]lectricit[eé]|g[eé]n[eé]rale)|"
+            r"(?:sem|estamos sem) (?:luz|energia|eletricidade) (?:na casa|em (?:toda )?a casa)|"
+            r"(?:acabou|caiu) a (?:luz|energia)|n[aã]o temos (?:luz|energia|eletricidade))"
         ),
     ),
     EmergencyRule(
@@ -171,14 +211,20 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"to the (?:house|home))|(?:we|house|home) (?:have|has) (?:no|zero) (?:running )?water|"
             r"(?:we|house|home) (?:is |are )?without water|"
             r"not one faucet|none of the faucets|no tenemos agua|no hay agua en (?:toda )?la casa|"
-            r"sin agua en (?:toda )?la casa)"
+            r"sin agua en (?:toda )?la casa|"
+            r"(?:plus|pas) (?:d'|d’)eau (?:du tout|dans (?:toute )?la maison)|aucun robinet|"
+            r"(?:sem|estamos sem) [aá]gua (?:na casa|em (?:toda )?a casa|nenhuma)|"
+            r"n[aã]o (?:temos|tem|h[aá]) [aá]gua (?:em nenhuma|na casa|em (?:toda )?a casa)|"
+            r"nenhuma torneira)"
         ),
     ),
     EmergencyRule(
         "sparking or scorched electrical",
         _rx(
             r"\b(?:spark\w*|arc(?:ed|ing)|scorch\w*|melt(?:ed|ing)|smok(?:e|ing) (?:from|coming)|"
-            r"black mark|burn mark|charred|chispa\w*|ech[oó] chispas|quemad[oa])"
+            r"black mark|burn mark|charred|chispa\w*|ech[oó] chispas|quemad[oa]|"
+            r"[eé]tincel\w*|noirci\w*|fondu\w*|carbonis\w*|fa[ií]scas?|queimad[oa]s?|"
+            r"derretid[oa]s?|chamuscad\w*)"
         ),
         needs=_ELECTRICAL_PLACE,
     ),
@@ -187,31 +233,39 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
         _rx(
             r"\b(?:burning (?:plastic |electrical |rubber )?(?:smell|odou?r)|"
             r"smell\w* (?:of |like )?(?:something )?(?:burn\w*|melting|electrical fire)|"
-            r"burnt (?:plastic )?smell|olor a (?:quemado|pl[aá]stico quemado)|huele a quemado)"
+            r"burnt (?:plastic )?smell|olor a (?:quemado|pl[aá]stico quemado)|huele a quemado|"
+            r"odeur de (?:br[uû]l[eé]|plastique br[uû]l[eé])|sen[st] (?:le )?(?:br[uû]l[eé]|"
+            r"plastique br[uû]l[eé])|cheiro de (?:queimado|pl[aá]stico queimado))"
         ),
         needs=_ELECTRICAL_PLACE,
     ),
     EmergencyRule(
         "electric shock",
         _rx(r"\b(?:got (?:a )?shock(?:ed)?|shocked (?:me|him|her|us)|electrocut\w*|"
-            r"(?:me|le|nos) dio toques?|da toques)"),
+            r"(?:me|le|nos) dio toques?|da toques|(?:pris|re[çc]u) (?:une|un) (?:d[eé]charge|"
+            r"choc [eé]lectrique)|[eé]lectrocut\w*|(?:levei|tomei|levou|tomou) (?:um )?choque|"
+            r"(?:d[aá]|deu) choque)"),
     ),
     EmergencyRule(
         "ceiling collapse",
         _rx(r"\b(?:ceiling (?:collapsed|caved in|fell in|came down)|"
-            r"(?:se cay[oó]|se derrumb[oó]) el techo)"),
+            r"(?:se cay[oó]|se derrumb[oó]) el techo|plafond\b[^.!?,]{0,40}?(?:s'est|s’est|"
+            r"est) (?:effondr[eé]|[eé]croul[eé]|tomb[eé])|"
+            r"teto\b[^.!?,]{0,30}?\b(?:desabou|caiu|despencou)|desabou o teto)"),
     ),
 )
 
 # Words in the few tokens before a cue that turn it off ("no gas smell", "don't smell gas").
 _NEGATORS = _rx(
     r"\b(?:no|not|never|without|don'?t|doesn'?t|didn'?t|isn'?t|wasn'?t|aren'?t|haven'?t|"
-    r"hasn'?t|nor|nothing|zero|ni|nunca|sin|ning[uú]n\w*)\b|n't\b"
+    r"hasn'?t|nor|nothing|zero|ni|nunca|sin|ning[uú]n\w*|pas|aucune?|sans|jamais|rien|"
+    r"n[aã]o|sem|nenhum\w*|nem)\b|n't\b"
 )
 # A cue inside a conditional or a question about the future is advice, not a report.
 _HYPOTHETICAL = _rx(
     r"\b(?:if|in case|should we ever|what (?:do|should) (?:we|i) do (?:if|when)|si alguna vez|"
-    r"en caso de|por si)\b"
+    r"en caso de|por si|si jamais|au cas o[uù]|en cas de|que faire si|se algum dia|"
+    r"em caso de|no caso de|o que fazer se)\b"
 )
 # A sentence saying the problem is over.
 _RESOLVED = _rx(
@@ -227,16 +281,28 @@ _RESOLVED = _rx(
     r"\b(?:anymore|any more)|stopped leaking|working (?:great|fine|perfectly|well)|"
     r"works (?:great|fine|perfectly)|all good|ya no|ya (?:se )?(?:arregl|repar|compus)\w*|"
     r"arreglaron|repararon|ya qued[oó]|funciona bien|there was none|found nothing|"
-    r"none found|nothing found|no leak found|came back (?:negative|clean|fine))"
+    r"none found|nothing found|no leak found|came back (?:negative|clean|fine)|"
+    r"(?:a|ont|avait|avaient) [eé]t[eé] (?:r[eé]par|r[eé]gl|corrig)\w*|d[eé]j[aà] r[eé]par\w*|"
+    # "Ne ... plus" / "não ... mais" of the problem itself ("ça ne fuit plus"); of what is
+    # missing ("nous n'avons plus de chauffage") it is the problem.
+    r"ne (?:fuit|coule|goutte|sent|sonne|bipe|d[eé]borde|refoule|saute|disjoncte) plus\b|"
+    r"(?:n'|n’)y a plus (?:de |d'|d’)(?:fuite|odeur|eau)|c'est r[eé]gl[eé]|"
+    r"tout fonctionne|fonctionne (?:bien|tr[eè]s bien|parfaitement)|"
+    r"(?:foi|foram) (?:consertad|arrumad|resolvid|reparad)\w*|"
+    r"j[aá] (?:foi |foram )?(?:consertad|arrumad|resolvid)\w*|"
+    r"n[aã]o (?:vaza|pinga|goteja|cheira|apita|desarma|transborda|tem (?:cheiro|vazamento))"
+    r"\w* mais\b|funciona (?:bem|perfeitamente)|est[aá] tudo bem)"
 )
 # ... unless it came back.
 _RECURRED = _rx(
     r"\b(?:again|still|came back|is back|returned|recurr\w*|otra vez|de nuevo|sigue|"
-    r"todav[ií]a|volvi[oó])\b"
+    r"todav[ií]a|volvi[oó]|encore|de nouveau|[àa] nouveau|toujours|recommenc\w*|"
+    r"de novo|novamente|ainda|voltou)\b"
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CLAUSE_SPLIT = re.compile(
-    r",|\s[-–—]\s|\b(?:and|but|however|although|pero|aunque|y)\b", re.IGNORECASE
+    r",|\s[-–—]\s|\b(?:and|but|however|although|pero|aunque|y|et|mais|cependant|e|mas|"
+    r"por[eé]m|embora)\b", re.IGNORECASE
 )
 
 
@@ -314,12 +380,16 @@ _VULNERABLE_OR_HOT = _rx(
     r"week)s?[- ]old|"
     r"pregnan\w*|disab\w*|health|asthma|(?:8|9)\d[- ]year[- ]old|1[01]\d\s*(?:°|degrees?)?|"
     r"(?:9[5-9]|1[01]\d)\s*(?:°|degrees?|f\b)|heat wave|extreme heat|beb[eé]|anciano|"
-    r"abuel\w*|enferm\w*)"
+    r"abuel\w*|enferm\w*|b[eé]b[eé]|nourrisson|personnes? [aâ]g[eé]es?|âg[eé]e?s?\b|enceinte|"
+    r"malade|canicule|bebê|idos[oa]s?|gr[aá]vida|doente|onda de calor)"
 )
 
 URGENT_RULES: tuple[_UrgentRule, ...] = (
     _UrgentRule("no hot water", _rx(r"\b(?:no hot water|without hot water|sin agua caliente|"
-                                    r"no (?:hay|tenemos) agua caliente)")),
+                                    r"no (?:hay|tenemos) agua caliente|"
+                                    r"(?:plus|pas) (?:d'|d’)eau chaude|sans eau chaude|"
+                                    r"sem [aá]gua quente|n[aã]o (?:tem|temos|h[aá]) [aá]gua "
+                                    r"quente)")),
     _UrgentRule(
         "garage door stuck or off track",
         _rx(
@@ -335,15 +405,21 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"stuck (?:\w+ ){0,3}?(?:open|up)\b|"
             r"\b(?:door|it)\b[^.!?]{0,40}?\b(?:won'?t|wont|doesn'?t|doesnt|does not|will not|"
             r"can'?t|cannot)\s+(?:\w+\s+)?(?:close|shut|go down|come down|stay (?:down|closed))|"
-            r"stopped (?:\w+ ){0,4}?(?:off the ground|part ?way|halfway))"
+            r"stopped (?:\w+ ){0,4}?(?:off the ground|part ?way|halfway)|"
+            r"sortie? (?:du|de son) rail|d[eé]raill\w*|"
+            r"(?:ressort|c[aâ]ble) (?:cass[eé]|a c[eé]d[eé])|"
+            r"(?:bloqu[eé]e|coinc[eé]e|rest[eé]e) ouverte|ne (?:s'|s’)?(?:ouvre|ferme|descend|"
+            r"monte) (?:plus|pas)|saiu do trilho|(?:mola|cabo) (?:quebrou|quebrad[oa]|arrebentou)|"
+            r"ficou (?:aberta|travada)|n[aã]o (?:abre|fecha|sobe|desce))"
         ),
-        needs=_rx(r"\b(?:garage|overhead|garaje|cochera)"),
+        needs=_rx(r"\b(?:garage|overhead|garaje|cochera|garagem)"),
         # Not the overhead door: a cabinet, a hatch, or the door between house and garage
         # (whose self-closer is routine).
         unless=_rx(r"\b(?:cabinet|closet|hatch|attic|access|pantry|side|service|entry|"
                    r"man|house|screen) doors?\b|\bhatch\b|\bcabinet|"
                    r"\bdoor (?:from|to|into|between) (?:the )?(?:house|garage|kitchen|laundry|"
-                   r"mud ?room|hall)|by itself|on its own|self[- ]clos\w*"),
+                   r"mud ?room|hall)|by itself|on its own|self[- ]clos\w*|"
+                   r"porte (?:d'entr[eé]e|de service|int[eé]rieure)|porta (?:de dentro|interna)"),
     ),
     _UrgentRule(
         "door cannot be locked",
@@ -355,18 +431,28 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"(?:can'?t|cant|cannot|couldn'?t|won'?t|wont|doesn'?t|doesnt|does not|will not|"
             r"unable to|no longer)\s+(?:\w+\s+)?lock\b|"
             r"(?:lock|latch|deadbolt|bolt)\w*\s+(?:\w+\s+){0,3}?(?:won'?t|wont|doesn'?t|"
-            r"doesnt|does not|will not|no longer)\s+(?:catch|engage|throw|latch|lock)\b)"
+            r"doesnt|does not|will not|no longer)\s+(?:catch|engage|throw|latch|lock)\b|"
+            r"(?:fermer|ferme|verrouiller) (?:\S+ ){0,4}?[àa] cl[eé]|impossible de (?:la |le )?"
+            r"verrouiller|serrure (?:est )?(?:cass[eé]e|bloqu[eé]e)|"
+            r"n[aã]o (?:tranca|consigo trancar|conseguimos trancar|d[aá] para trancar)|"
+            r"fechadura (?:quebrou|quebrada|n[aã]o funciona))"
         ),
-        needs=_rx(r"\b(?:door|deadbolt|slider|puerta)"),
+        needs=_rx(r"\b(?:door|deadbolt|slider|puerta|porte|porta|serrure|fechadura)"),
         # An inside door's privacy lock is not the home's security.
         unless=_rx(r"\b(?:bath(?:room)?|bedroom|closet|pantry|privacy|pocket|cabinet|interior|"
-                   r"barn|laundry|office|powder room|linen) (?:door|lock)"),
+                   r"barn|laundry|office|powder room|linen) (?:door|lock)|"
+                   r"porte de (?:la )?(?:salle de bain|chambre|placard)|"
+                   r"porta do (?:banheiro|quarto|arm[aá]rio)"),
     ),
     _UrgentRule(
         "GFCI tripping with food at risk",
         _rx(r"\b(?:gfci|outlet|breaker|gfi|circuit)\w*\b.*\b(?:trip\w*|off|dead)|"
-            r"(?:trip\w*)\b.*\b(?:gfci|gfi|outlet|breaker)"),
-        needs=_rx(r"\b(?:freezer|fridge|refrigerator|thaw\w*|food|congelador|refrigerador)"),
+            r"(?:trip\w*)\b.*\b(?:gfci|gfi|outlet|breaker)|"
+            r"(?:disjoncteur|diff[eé]rentiel|prise)\w*\b.*\b(?:saut\w*|d[eé]clench\w*|coup\w*)|"
+            r"(?:disjuntor|tomada)\w*\b.*\b(?:desarm\w*|caiu|cai\b|desliga\w*)"),
+        needs=_rx(r"\b(?:freezer|fridge|refrigerator|thaw\w*|food|congelador|refrigerador|"
+                  r"cong[eé]lateur|frigo|r[eé]frig[eé]rateur|nourriture|d[eé]congel\w*|geladeira|"
+                  r"comida|descongel\w*)"),
     ),
     _UrgentRule(
         "no cooling with vulnerable occupants or extreme heat",
@@ -375,7 +461,10 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"(?:quit|stopped|not working|isn'?t working|out|died|blowing (?:warm|hot)|broken|"
             r"doesn'?t work|won'?t (?:turn|come) on)|blowing (?:warm|hot) air|"
             r"no (?:ac|a/c|air conditioning|cooling)|"
-            r"(?:aire acondicionado|clima) no (?:funciona|enfr[ií]a|prende))"
+            r"(?:aire acondicionado|clima) no (?:funciona|enfr[ií]a|prende)|"
+            r"(?:climatisation|clim|climatiseur|air climatis[eé]) (?:ne (?:fonctionne|marche) "
+            r"(?:plus|pas)|(?:est )?en panne)|ar[- ]condicionado (?:parou|quebrou|n[aã]o "
+            r"(?:funciona|liga|gela)))"
         ),
         needs=_VULNERABLE_OR_HOT,
     ),
@@ -388,15 +477,21 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"est[aá] lloviendo|mientras llueve|"
             r"(?:it'?s|it has|has|it'?s been|it has been)\s+been\s+(?:raining|pouring|storming)|"
             r"(?:raining|pouring|storming|storms?|rain)\s+(?:all|since)\b|"
-            r"(?:heavy|hard) rain (?:right now|today|tonight|all)|ha estado lloviendo)"
+            r"(?:heavy|hard) rain (?:right now|today|tonight|all)|ha estado lloviendo|"
+            r"il pleut|pendant (?:la pluie|l'orage|l’orage)|sous la pluie|"
+            r"est[aá] chovendo|durante a chuva|chove (?:sem parar|muito))"
         ),
         needs=_rx(r"\b(?:leak\w*|drip\w*|water (?:is )?(?:coming|pouring)|gotea\w*|gotera|"
-                  r"filtra\w*|bucket)"),
+                  r"filtra\w*|bucket|fuite|fuit|goutt?\w*|infiltr\w*|coule|seau|vaza\w*|"
+                  r"goteira|pinga\w*|balde)"),
     ),
     _UrgentRule(
         "only toilet unusable",
-        _rx(r"\b(?:only|one and only|sole) (?:toilet|bathroom)\b"),
-        needs=_rx(r"\b(?:clog\w*|won'?t flush|not (?:working|flushing)|overflow\w*|broken)"),
+        _rx(r"\b(?:only|one and only|sole) (?:toilet|bathroom)\b|seule? (?:toilette|wc|salle de "
+            r"bain)|[uú]nico (?:banheiro|vaso)"),
+        needs=_rx(r"\b(?:clog\w*|won'?t flush|not (?:working|flushing)|overflow\w*|broken|"
+                  r"bouch[eé]\w*|d[eé]bord\w*|ne fonctionne|entupid\w*|transbord\w*|n[aã]o "
+                  r"funciona)"),
     ),
 )
 _NOT_SECURITY = _rx(r"\bnot (?:a |really a )?(?:security|safety) (?:thing|issue|concern|problem)")
