@@ -50,6 +50,9 @@ _COLD_WEATHER = _rx(
     r"hace (?:mucho )?fr[ií]o|helad\w*|bajo cero|invierno|nieve|nevando|"
     r"fait (?:tr[eè]s |si |tellement )?froid|froid (?:dehors|glacial|intense)|"
     r"sous z[eé]ro|moins \d{1,2}\b|hiver|neige\w*|il g[eè]le|gel[ée]e?s?\b|"
+    r"-\d{1,2}\s*(?:°|degr[eé]s?)?\s*(?:f\b|c\b)?\s*(?:dehors|[àa] l'ext[eé]rieur|l[aá] fora|"
+    r"fora)|\b[1-5]\d\s*(?:°|degr[eé]s?|graus)?\s*(?:f\s*)?(?:dans la maison|[àa] l'int[eé]rieur|"
+    r"dentro de casa|na casa)|"
     r"(?:faz|fazendo|est[aá] fazendo) (?:muito )?frio|frio (?:l[aá] fora|intenso)|"
     r"abaixo de zero|inverno|nev(?:e|ando)|geada|congelando)"
 )
@@ -224,6 +227,7 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"\b(?:spark\w*|arc(?:ed|ing)|scorch\w*|melt(?:ed|ing)|smok(?:e|ing) (?:from|coming)|"
             r"black mark|burn mark|charred|chispa\w*|ech[oó] chispas|quemad[oa]|"
             r"[eé]tincel\w*|noirci\w*|fondu\w*|carbonis\w*|fa[ií]scas?|queimad[oa]s?|"
+            r"(?:petit )?[eé]clair bleu|devenu (?:brun|noir)\w*|bruni\w*|"
             r"derretid[oa]s?|chamuscad\w*)"
         ),
         needs=_ELECTRICAL_PLACE,
@@ -234,7 +238,8 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"\b(?:burning (?:plastic |electrical |rubber )?(?:smell|odou?r)|"
             r"smell\w* (?:of |like )?(?:something )?(?:burn\w*|melting|electrical fire)|"
             r"burnt (?:plastic )?smell|olor a (?:quemado|pl[aá]stico quemado)|huele a quemado|"
-            r"odeur de (?:br[uû]l[eé]|plastique br[uû]l[eé])|sen[st] (?:le )?(?:br[uû]l[eé]|"
+            r"odeur de (?:br[uû]l[eé]|plastique br[uû]l[eé])|sen[st] (?:un peu |beaucoup |fort )?"
+            r"(?:le )?(?:br[uû]l[eé]|"
             r"plastique br[uû]l[eé])|cheiro de (?:queimado|pl[aá]stico queimado))"
         ),
         needs=_ELECTRICAL_PLACE,
@@ -410,7 +415,9 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"(?:ressort|c[aâ]ble) (?:cass[eé]|a c[eé]d[eé])|"
             r"(?:bloqu[eé]e|coinc[eé]e|rest[eé]e) ouverte|ne (?:s'|s’)?(?:ouvre|ferme|descend|"
             r"monte) (?:plus|pas)|saiu do trilho|(?:mola|cabo) (?:quebrou|quebrad[oa]|arrebentou)|"
-            r"ficou (?:aberta|travada)|n[aã]o (?:abre|fecha|sobe|desce))"
+            r"ficou (?:aberta|travada)|n[aã]o (?:abre|fecha|sobe|desce)|"
+            r"(?:s'est |s’est )?bloqu[eé]e en position ouverte|ne bouge (?:plus|pas)|"
+            r"c[aâ]bles? (?:qui )?pend\w*|n[aã]o se mexe)"
         ),
         needs=_rx(r"\b(?:garage|overhead|garaje|cochera|garagem)"),
         # Not the overhead door: a cabinet, a hatch, or the door between house and garage
@@ -478,11 +485,12 @@ URGENT_RULES: tuple[_UrgentRule, ...] = (
             r"(?:it'?s|it has|has|it'?s been|it has been)\s+been\s+(?:raining|pouring|storming)|"
             r"(?:raining|pouring|storming|storms?|rain)\s+(?:all|since)\b|"
             r"(?:heavy|hard) rain (?:right now|today|tonight|all)|ha estado lloviendo|"
-            r"il pleut|pendant (?:la pluie|l'orage|l’orage)|sous la pluie|"
+            r"il pleut (?:en ce moment|maintenant|actuellement|depuis|[àa] verse|encore)|"
+            r"(?:pendant|alors) qu'il pleut|sous la pluie en ce moment|"
             r"est[aá] chovendo|durante a chuva|chove (?:sem parar|muito))"
         ),
         needs=_rx(r"\b(?:leak\w*|drip\w*|water (?:is )?(?:coming|pouring)|gotea\w*|gotera|"
-                  r"filtra\w*|bucket|fuite|fuit|goutt?\w*|infiltr\w*|coule|seau|vaza\w*|"
+                  r"filtra\w*|bucket|fuite|fuit|goutte\w*|gouttent|infiltr\w*|coule|seau|vaza\w*|"
                   r"goteira|pinga\w*|balde)"),
     ),
     _UrgentRule(
