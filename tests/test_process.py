@@ -22,6 +22,7 @@ from warrantyd.storage.db import Database
 from warrantyd.storage.inbound import reprocess, store_inbound
 from warrantyd.storage.models import (
     MAIN_DIVISION,
+    Attachment,
     Feedback,
     HistoryEvent,
     InboundMessage,
@@ -167,6 +168,31 @@ async def test_homeowner_reply_by_token_adds_history_and_new_drafts(
             HistoryEvent.service_request_id == sr_id))]
         assert "homeowner_reply" in events
 
+
+
+async def test_a_homeowner_reply_with_only_the_photo_asked_for_is_filed_with_it(
+        database: Database, config: Config) -> None:
+    """The offline drafter finds no new issue in "here is the photo": the photo goes on the
+    request and the mail is done (drafting used to fail on it until it was quarantined)."""
+    from warrantyd.daemon.drafters.offline import OfflineDrafter
+
+    sr_id, _, reply_to = await _one_request(database, config)
+    raw = (f"From: Dana <dana@example.com>\nTo: {reply_to}\nSubject: Re: your request\n"
+           "Message-ID: <photo-reply@example.com>\nMIME-Version: 1.0\n"
+           'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'
+           "Content-Type: text/plain; charset=utf-8\n\nHere is the photo you asked for.\n"
+           "--b\nContent-Type: image/jpeg\nContent-Disposition: attachment; "
+           'filename="sink.jpg"\nContent-Transfer-Encoding: base64\n\n/9j/4AAQSkZJRg==\n'
+           "--b--\n").encode()
+    inbound_id = _store(database, raw, 2)
+    await Processor(config, database, OfflineDrafter()).process_pending()
+    with database.session() as s:
+        row = s.get(InboundMessage, inbound_id)
+        assert row is not None and (row.status, row.attempts) == ("done", 0), row.last_error
+        sr = s.get(ServiceRequest, sr_id)
+        assert sr is not None and len(sr.work_orders) == 1, "no draft from a photo alone"
+        assert s.scalars(select(Attachment.filename).where(
+            Attachment.service_request_id == sr_id)).all() == ["sink.jpg"]
 
 async def test_permanent_bounce_of_a_vendor_mail_flags_the_work_order(
         database: Database, config: Config) -> None:

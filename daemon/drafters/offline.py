@@ -67,16 +67,19 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _QUOTE_HEADER = _rx(
     r"^\s*(?:on\b.{0,200}\bwrote:\s*$|-{2,}\s*original message\s*-{2,}|_{10,}\s*$|"
-    r"el\b.{0,200}\bescribi[oó]:\s*$|from:\s.+\s*$)"
+    r"el\b.{0,200}\bescribi[oó]:\s*$|le\b.{0,200}\ba [eé]crit\s*:\s*$|"
+    r"em\b.{0,200}\bescreveu:\s*$|from:\s.+\s*$)"
 )
 _FORWARD_MARKER = _rx(
     r"^\s*(?:-{3,}\s*forwarded message\s*-{3,}|begin forwarded message:|"
-    r"-{3,}\s*mensaje reenviado\s*-{3,})\s*$"
+    r"-{3,}\s*(?:mensaje reenviado|message transf[eé]r[eé]|mensagem encaminhada)\s*-{3,})\s*$"
 )
-_HEADER_LINE = _rx(r"^\s*(?:from|de|date|fecha|sent|enviado|subject|asunto|to|para|cc)\s*:")
+_HEADER_LINE = _rx(r"^\s*(?:from|de|date|fecha|sent|enviado|subject|asunto|to|para|cc|objet|"
+                   r"envoy[eé]|[àa]|data|assunto)\s*:")
 _FOOTER = _rx(
     r"^\s*(?:sent from my|sent from (?:yahoo|outlook|mail for)|get outlook for|enviado desde mi|"
-    r"obtener outlook|confidentiality notice|this e-?mail (?:and any|may contain|is intended)|"
+    r"obtener outlook|envoy[eé] de mon|enviado do meu|"
+    r"confidentiality notice|this e-?mail (?:and any|may contain|is intended)|"
     r"disclaimer:)"
 )
 _SIGNOFF = _rx(
@@ -84,18 +87,22 @@ _SIGNOFF = _rx(
     r"thank you (?:so much|again|very much|in advance)|regards|kind regards|best regards|"
     r"warm regards|best|all the best|cheers|sincerely|respectfully|take care|"
     r"have a (?:great|good|nice) (?:day|week|weekend)|gracias|muchas gracias|saludos|"
-    r"atentamente|cordialmente|un saludo)\b[\s,.!:;-]*"
+    r"atentamente|cordialmente|un saludo|merci|merci beaucoup|merci d'avance|"
+    r"merci d’avance|bien (?:[àa] vous|cordialement)|salutations|bonne journ[eé]e|"
+    r"obrigad[oa]|muito obrigad[oa]|atenciosamente|abra[çc]os?|cumprimentos)\b[\s,.!:;-]*"
     r"(?:[A-Za-zÀ-ÿ'.]+(?:\s+(?:&|and|y)\s+|\s+)?){0,4}\s*$"
 )
 _INLINE_SIGNOFF = _rx(
-    r"(?:^|(?<=[.!?]))\s*(?:thanks?|thank you|gracias)[\s,.!]*(?:-\s*)?[A-Za-zÀ-ÿ'.]*\s*$"
+    r"(?:^|(?<=[.!?]))\s*(?:thanks?|thank you|gracias|merci|obrigad[oa])[\s,.!]*(?:-\s*)?"
+    r"[A-Za-zÀ-ÿ'.]*\s*$"
 )
 _GREETING = _rx(
     r"^\s*(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening|day)|"
-    r"hola|buen(?:o|a)s? (?:d[ií]as|tardes|noches)|buenas|estimad[oa]s?)\b"
+    r"hola|buen(?:o|a)s? (?:d[ií]as|tardes|noches)|buenas|estimad[oa]s?|bonjour|bonsoir|"
+    r"salut|madame|monsieur|ch[eè]re?s?|ol[aá]|oi|bom dia|boa (?:tarde|noite)|prezad[oa]s?)\b"
 )
 _GREETING_ADDRESSEE = re.compile(r"^[^,.!:\-–—]{0,30}?[,!:\-–—]\s*")
-_LEADING_THANKS = _rx(r"^\s*(?:thanks|thank you|gracias)[.!]\s+")
+_LEADING_THANKS = _rx(r"^\s*(?:thanks|thank you|gracias|merci|obrigad[oa])[.!]\s+")
 _PS = _rx(r"^\s*p\.?\s?s\.?[:\s]")
 
 
@@ -182,16 +189,19 @@ _NEW_ISSUE_START = _rx(
     r"plus|on another note|one more thing|one other thing|the other thing|other thing|"
     r"oh,? and|and also|and (?:the|our|my|a|an|one|there|we|i)\b|new problem|new issue|"
     r"lastly|finally|last thing|tambi[eé]n|adem[aá]s|otra cosa|por otro lado|"
-    r"y (?:la|el|los|las|tambi[eé]n|adem[aá]s)\b|otro problema)"
+    r"y (?:la|el|los|las|tambi[eé]n|adem[aá]s)\b|otro problema|aussi|[eé]galement|de plus|"
+    r"en plus|autre chose|un autre probl[eè]me|par ailleurs|et (?:la|le|les|l'|l’|il y a|"
+    r"aussi)|tamb[eé]m|al[eé]m disso|outra coisa|outro problema|e (?:a|o|as|os|tamb[eé]m)\b)"
 )
-_ALSO = _rx(r"\b(?:also|too\b|as well|tambi[eé]n|adem[aá]s)")
+_ALSO = _rx(r"\b(?:also|too\b|as well|tambi[eé]n|adem[aá]s|aussi|[eé]galement|tamb[eé]m)")
 _CONTINUATION_START = _rx(
     r"^\W*(?:it|it'?s|its|this|that|these|those|they|they'?re|them|which|then|now|when|"
     r"since|so|at first|the (?:problem|issue|noise|leak|smell|crack|stain|same)|"
     r"we(?:'ve| have)? (?:tried|reset|replaced|checked|cleaned|turned|opened|put|called|"
     r"already)|i(?:'ve| have)? (?:tried|reset|replaced|checked|cleaned|turned|opened|put|"
     r"called|already)|we'?re worried|i'?m worried|we think|i think|looks like|seems|"
-    r"not sure|could|can|please|esto|eso|lo|la misma|parece)\b"
+    r"not sure|could|can|please|esto|eso|lo|la misma|parece|[çc]a|cela|c'est|c’est|"
+    r"on dirait|isso|isto|ela|ele)\b"
 )
 _DEFECT = _rx(
     r"\b(?:leak\w*|drip\w*|crack\w*|broke\w*|break\w*|burst|won'?t|wont|doesn'?t|does not|"
@@ -232,7 +242,33 @@ _DEFECT = _rx(
     r"little to no|no pressure|low pressure|off (?:track|center|the track)|not (?:straight|"
     r"even|flush|attached|secure\w*|right|sealing|staying)|won'?t stay|"
     r"scrap(?:e|es|ed|ing)\b|grind\w*|lean(?:s|ing|ed)?\b|tilt\w*|drags?\b|dragging|"
-    r"snag\w*|catch(?:es|ing)? on|sticks? out|(?:se )?mueve\w*|se despeg\w*|se lade\w*)"
+    r"snag\w*|catch(?:es|ing)? on|sticks? out|(?:se )?mueve\w*|se despeg\w*|se lade\w*|"
+    # French
+    r"fuit|fuite\w*|goutt\w*|coule\w*|fissur\w*|f[eê]lur\w*|cass(?:[eé]|[eé]e|[eé]s|[eé]es)\b|"
+    r"ne (?:fonctionne|marche|ferme|s'ouvre|s’ouvre|ouvre|chauffe|refroidit|s'allume|"
+    r"s’allume|s'[eé]vacue|tient|d[eé]marre)\w* (?:pas|plus)|bruit\w*|grinc\w*|odeur\w*|"
+    r"moisi\w*|humidit[eé]|humide|tache\w*|d[eé]coll[eé]\w*|d[eé]coll\w*|fendu\w*|ab[iî]m\w*|"
+    r"endommag\w*|bouch[eé]\w*|desserr[eé]\w*|qui bouge|rouill\w*|gondol(?:e|é|ée|és|ent)\b|"
+    r"affaiss\w*|"
+    r"[eé]caill\w*|bloqu[eé]\w*|coinc[eé]\w*|en panne|gonfl[eé]\w*|s'arr[eê]te|"
+    r"s’arr[eê]te|infiltr\w*|d[eé]faut\w*|ab[iî]m[eé]\w*|"
+    # "ne ... pas/plus", and the Québec way that drops the "ne" ("la fournaise part pas")
+    r"(?:ne|n['’])\s*(?:se |s['’])?\w+\s+(?:pas|plus|jamais)\b|"
+    r"(?:part|marche|fonctionne|ferme|ouvre|chauffe|reste|d[eé]marre|barre|coule|sort|"
+    r"tient|allume|embarque|colle|s'allume|s’allume)\s+(?:pas|plus)\b|"
+    r"(?:plus|pas) (?:de |d'|d’)(?:chauffage|chaleur|courant|[eé]lectricit[eé]|eau|"
+    r"pression)|dur(?:e)? [àa]|difficile [àa]|lentement|tr[eè]s lent\w*|[eé]clair|"
+    r"d[eé]bord\w*|s'est (?:d[eé]coll|d[eé]tach|fissur|affaiss|effondr)\w*|"
+    # Portuguese
+    r"vaza\w*|ping(?:a|ando|ou)\b|goteira|gotej\w*|rachad\w*|rachadura\w*|trinca\w*|"
+    r"quebrad\w*|quebrou|n[aã]o (?:est[aá] |esta )?(?:funciona|fecha|abre|liga|esquenta|"
+    r"aquece|gela|escoa|drena|desce|sobe|tranca|para|segura|encaixa|veda|acende|sai|gira|"
+    r"roda|trava|consegu|pega|d[aá]|fica)\w*|parou|pararam|avari\w*|estragou|queimou|"
+    r"dif[ií]cil de|devagar|lent[oa]s?\b|transbord\w*|barulho\w*|rangend\w*|rangeu|"
+    r"cheiro\w*|mofo|bolor|umidade|[uú]mid\w*|"
+    r"manchad?\w*|descolad\w*|solt[oa]s?|froux\w*|entupid\w*|enferruj\w*|estufad\w*|"
+    r"empenad\w*|afundad\w*|buracos?|descascad\w*|emperrad\w*|trav(?:a|ada|ado|ou)\b|"
+    r"com defeito|infiltra\w*|danificad\w*|entra vento|estragad\w*)"
 )
 _RESOLVED = _rx(
     r"\b(?:(?:was|were|got|been|already|had (?:it|them)|came (?:out )?and|you|they|"
@@ -248,16 +284,26 @@ _RESOLVED = _rx(
     r"amazing|good|nice|terrific) job|"
     r"thanks? (?:you )?(?:again )?for (?:that|fixing|repairing|coming|sending|taking care)|"
     r"all good now|no (?:more )?problems? since|ya qued[oó]|ya (?:lo |la )?arregl\w*|"
-    r"funciona (?:bien|perfecto))"
+    r"funciona (?:bien|perfecto)|tout fonctionne|fonctionne (?:bien|parfaitement)|"
+    r"(?:a|ont) [eé]t[eé] (?:r[eé]par|r[eé]gl)\w*|merci (?:beaucoup )?pour (?:la|le|les|"
+    r"votre) (?:r[eé]paration|intervention|visite)|ne (?:fuit|coule|goutte) plus|"
+    r"(?:foi|foram) (?:consertad|arrumad|resolvid)\w*|funciona (?:bem|perfeitamente)|"
+    r"obrigad[oa] pel[oa] (?:conserto|reparo|visita)|n[aã]o (?:vaza|pinga|goteja) mais|"
+    r"(?:tout )?est r[eé]par[eé]|c'est (?:impeccable|parfait|r[eé]gl[eé])|"
+    r"c’est (?:impeccable|parfait|r[eé]gl[eé])|"
+    r"est pass[eé]e?s? [^.!?]{0,60}?\bpour\b|(?:veio|vieram|esteve|passou) [^.!?]{0,60}?"
+    r"\b(?:consertar|arrumar|trocar|reparar|resolver|por causa)|ficou (?:[oó]tim[oa]|"
+    r"perfeit[oa]|tudo certo)|est[aá] tudo (?:certo|resolvido|[oó]timo))"
 )
 _STILL_BROKEN = _rx(
     r"\b(?:again|still|came back|is back|but now|new problem|otra vez|de nuevo|sigue|"
-    r"todav[ií]a|volvi[oó])\b"
+    r"todav[ií]a|volvi[oó]|encore|de nouveau|[àa] nouveau|est revenu\w*|de novo|novamente|"
+    r"ainda|voltou|nouveau (?:souci|probl[eè]me)|novo problema|mas agora|par contre)\b"
 )
 _GOOD_NEWS = _rx(r"\bthanks? (?:you )?again\b|\bgracias de nuevo\b|"
                  r"\b(?:is|are) back (?:on|up|to normal|and (?:working|running))")
 """"Thanks again", "the hot water is back on": "again" and "is back" that are good news."""
-_BUT = _rx(r"\b(?:but|pero|although|though|except)\b")
+_BUT = _rx(r"\b(?:but|pero|although|though|except|mais|mas|por[eé]m)\b")
 
 
 def _still_broken(sentence: str) -> bool:
@@ -271,13 +317,17 @@ def _still_broken(sentence: str) -> bool:
 
 
 _GRATITUDE = _rx(r"^\W*(?:(?:i|we) )?(?:just )?(?:wanted to )?(?:say )?(?:thanks?|thank(?: you)?|"
-                 r"gracias)\b|^\W*(?:a )?(?:quick )?note (?:of|to say) thanks")
+                 r"gracias|merci|obrigad[oa]|muito obrigad[oa])\b|"
+                 r"^\W*je (?:voulais|tenais [àa]|veux) (?:simplement |juste )?vous remercier|"
+                 r"^\W*(?:queria|gostaria de|quero) (?:s[oó] |apenas )?agradecer|"
+                 r"^\W*(?:a )?(?:quick )?note (?:of|to say) thanks")
 _COVERAGE_QUESTION = _rx(
-    r"\b(?:covered|cover|coverage|warranty|warranties|insurance|garant[ií]a|cubre|cubierto)\b"
+    r"\b(?:covered|cover|coverage|warranty|warranties|insurance|garant[ií]a|cubre|cubierto|"
+    r"garantie|couvert\w*|cobert\w*)\b"
 )
 _STATEMENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _PHOTO_WORDS = _rx(r"\b(?:photos?|pics?|pictures?|images?|attached|fotos?|imagen(?:es)?|"
-                   r"adjunt\w*)\b")
+                   r"adjunt\w*|ci-joint\w*|en pi[eè]ce jointe|anex\w*)\b")
 
 
 @dataclass
@@ -812,15 +862,20 @@ def _feedback_pairs(examples: Sequence[FeedbackExample]) -> tuple[tuple[str, str
 _CONVENTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (_rx(r"\b(?:exhaust|bath(?:room)?|vent(?:ilation)?|extractor) fans?\b|"
          r"\bfan in the (?:\w+\s){0,2}(?:bath(?:room)?|powder room)\b|extractor|"
-         r"ventilador del ba[ñn]o"), "electrical"),
+         r"ventilador del ba[ñn]o|ventilateur de (?:la )?salle de bains?|exaustor"),
+     "electrical"),
     (_rx(r"\b(?:attic|crawl ?space) (?:hatch|access|scuttle|cover|opening|panel|door)\w*|"
-         r"\bhatch (?:to|into|for) the attic|\battic hatch"), "insulation"),
+         r"\bhatch (?:to|into|for) the attic|\battic hatch|trappe (?:du grenier|des combles|"
+         r"d'acc[eè]s au grenier)|al[çc]ap[aã]o"), "insulation"),
     (_rx(r"\b(?:nail|screw) ?pops?\b|\bpopped nails?\b"), "drywall"),
     (_rx(r"\b(?:towel (?:bar|ring|rack)|(?:toilet )?paper holder|tp holder|toallero)\b"),
      "drywall"),
     (_rx(r"\bwindow wells?\b|pozo de (?:la )?ventana"), "grading_drainage"),
-    (_rx(r"\b(?:stucco|stone veneer|soffits?|estuco)\b"), "siding_exterior"),
-    (_rx(r"\b(?<!fire )(?:sprinklers?|irrigation|drip line|aspersor\w*|riego)\b"),
+    (_rx(r"\b(?:stucco|stone veneer|soffits?|estuco|enduit|cr[eé]pi|reboco)\b"),
+     "siding_exterior"),
+    (_rx(r"\bgoutti[eè]res?\b|\bcalhas?\b|\balgeroz\w*"), "gutters"),
+    (_rx(r"\b(?<!fire )(?:sprinklers?|irrigation|drip line|aspersor\w*|riego|arrosage|"
+         r"arroseurs?|irriga[çc][aã]o)\b"),
      "landscaping"),
     (_rx(r"\b(?:water |brown |yellow )?stain\w*\b.{0,60}\b(?:below|under|beneath)\b.{0,30}"
          r"\b(?:bath\w*|shower|tub|toilet|laundry)"), "plumbing"),
@@ -908,6 +963,7 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"rec[aá]mara|habitaci[oó]n|dormitorio|cuarto", "bedroom"),
     (r"cocina", "kitchen"),
     (r"garaje|cochera", "garage"),
+    (r"sala de jantar", "dining room"),  # Portuguese, before the "sala" both languages say
     (r"sala\b", "living room"),
     (r"comedor", "dining room"),
     (r"s[oó]tano", "basement"),
@@ -916,8 +972,54 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"escaleras?", "stairwell"),
     (r"entrada", "front entry"),
     (r"toda la casa", "whole house"),
+    # French
+    (r"salle (?:de bains?|d'eau|d’eau) (?:principale|des ma[iî]tres|parentale)|"
+     r"salle (?:de bains?|d'eau|d’eau) (?:de la )?suite", "primary bathroom"),
+    (r"salle (?:de bains?|d'eau|d’eau) (?:de l'[eé]tage|de l’[eé]tage|[àa] l'[eé]tage|"
+     r"[àa] l’[eé]tage|du haut)", "upstairs bathroom"),
+    (r"salle (?:de bains?|d'eau|d’eau)|douche|baignoire", "bathroom"),
+    (r"chambre (?:principale|des ma[iî]tres|parentale)", "primary bedroom"),
+    (r"chambre d'amis|chambre d’amis", "guest bedroom"),
+    (r"chambre", "bedroom"),
+    (r"couloir (?:de l'[eé]tage|de l’[eé]tage|[àa] l'[eé]tage|[àa] l’[eé]tage|du haut)|"
+     r"couloir\b[^.,;]{0,20}?\b[àa] l['’][eé]tage", "upstairs hallway"),
+    (r"couloir|corridor", "hallway"),
+    (r"buanderie|salle de lavage", "laundry room"),
+    (r"salle [àa] manger", "dining room"),
+    (r"salon|s[eé]jour", "living room"),
+    (r"sous-sol", "basement"),
+    (r"grenier|combles", "attic"),
+    (r"escaliers?", "stairwell"),
+    (r"entr[eé]e|vestibule|hall d'entr[eé]e", "front entry"),
+    (r"terrasse", "back patio"),
+    (r"toiture|toit", "roof"),
+    (r"all[eé]e", "driveway"),
+    (r"jardin|cour arri[eè]re", "back yard"),
+    (r"toute la maison", "whole house"),
+    (r"[àa] l'[eé]tage|[àa] l’[eé]tage", "upstairs"),
+    # Portuguese
+    (r"banheiro (?:de cima|do andar de cima|do segundo andar)", "upstairs bathroom"),
+    (r"banheiro (?:da su[ií]te|principal|do casal)|su[ií]te", "primary bathroom"),
+    (r"banheiro|casa de banho|chuveiro|banheira|duche", "bathroom"),
+    (r"quarto (?:principal|de casal)", "primary bedroom"),
+    (r"quarto de h[oó]spedes", "guest bedroom"),
+    (r"quarto", "bedroom"),
+    (r"cozinha", "kitchen"),
+    (r"garagem|port[aã]o da garagem", "garage"),
+    (r"lavanderia|[aá]rea de servi[çc]o", "laundry room"),
+    (r"sala de estar", "living room"),
+    (r"por[aã]o", "basement"),
+    (r"s[oó]t[aã]o", "attic"),
+    (r"corredor", "hallway"),
+    (r"escada", "stairwell"),
+    (r"telhado", "roof"),
+    (r"quintal", "back yard"),
+    (r"cal[çc]ada", "front walkway"),
+    (r"varanda|alpendre", "front porch"),
+    (r"(?:toda a|a casa toda|casa inteira)", "whole house"),
+    (r"andar de cima", "upstairs"),
     (r"upstairs", "upstairs"),
-    (r"exterior|outside", "exterior"),
+    (r"exterior|outside|ext[eé]rieur|lado de fora|[aá]rea externa", "exterior"),
 )
 _LOCATION_RES = tuple((re.compile(rf"\b(?:{p})", re.IGNORECASE), n) for p, n in _LOCATIONS)
 _HEARD_FROM = _rx(
@@ -933,9 +1035,12 @@ _SAME_PLACE = _rx(r"\b(?:same|that) (?:bath(?:room)?|room|area|spot|wall|window|
 # Where a thing usually is, when the mail names the thing but not the room.
 _OBJECT_PLACES: tuple[tuple[re.Pattern[str], str], ...] = (
     (_rx(r"\b(?:fridge|refrigerator|dishwasher|range|stove|oven|cooktop|microwave|"
-         r"backsplash|ice maker|garbage disposal|disposal|refrigerador|estufa|lavavajillas)\b"),
+         r"backsplash|ice maker|garbage disposal|disposal|refrigerador|estufa|lavavajillas|"
+         r"[eé]vier|lave-vaisselle|cuisini[eè]re|four|frigo|pia da cozinha|fog[aã]o|"
+         r"lava-lou[çc]as|geladeira)\b"),
      "kitchen"),
-    (_rx(r"\b(?:washer|dryer|washing machine|lavadora|secadora)\b"), "laundry room"),
+    (_rx(r"\b(?:washer|dryer|washing machine|lavadora|secadora|lave-linge|s[eè]che-linge|"
+         r"m[aá]quina de lavar)\b"), "laundry room"),
     (_rx(r"\b(?:shingles?|ridge|chimney flashing|tejas?)\b"), "roof"),
     (_rx(r"\b(?:driveway)\b"), "driveway"),
     (_rx(r"\b(?:island|isla)\b"), "kitchen"),
@@ -970,12 +1075,24 @@ _CALL_WORD = _rx(r"\b(?:call|text|reach|contact|ll[aá]me\w*|marque\w*)\b")
 _LEAD_FILLER = _rx(
     r"^(?:(?:also|and|plus|second(?:ly)?|separately|unrelated|in addition|additionally|"
     r"lastly|finally|however|oh,? and|new problem(?: though)?|one more thing(?: to add)?|"
-    r"the other thing(?: is)?|another (?:thing|issue|problem)(?: is)?|tambi[eé]n|adem[aá]s)"
+    r"the other thing(?: is)?|another (?:thing|issue|problem)(?: is)?|tambi[eé]n|adem[aá]s|"
+    r"aussi|[eé]galement|de plus|en plus|et|tamb[eé]m|al[eé]m disso|e)\b"
     r"[\s,:;\-–—()]*(?:not urgent\)|less important,?|but when you'?re out:?)?[\s,:;\-–—]*)+"
 )
 _SUBJECT_FILLER = _rx(
     r"^(?:(?:we(?:'ve| have)?|i(?:'ve| have)?) (?:noticed|found|see|seen|have|got|been noticing)"
-    r"(?: that)?|there(?:'s| is| are| was)|we have|i have|it looks like|looks like)\s+"
+    r"(?: that)?|there(?:'s| is| are| was)|we have|i have|it looks like|looks like|"
+    # "I am writing because we have ...", in the other languages we read
+    r"(?:les |le )?escribo (?:porque|para (?:reportar|informar)(?: que)?|ya que)"
+    r"(?: (?:tenemos|hay|tengo))?|(?:tenemos|tengo|hay)|"
+    r"(?:quisiera|quer[ií]a|queremos) (?:reportar|informar)(?: que)?(?: (?:tenemos|hay))?|"
+    r"je vous [eé]cris (?:car|parce que|pour (?:signaler|vous signaler))(?: qu[e'’])?"
+    r"(?: (?:nous avons|j'ai|j’ai|on a|il y a))?|(?:nous avons|j'ai|j’ai|il y a)|"
+    r"je (?:voudrais|souhaite) (?:signaler|vous signaler)(?: qu[e'’])?"
+    r"(?: (?:nous avons|il y a))?|"
+    r"(?:estou escrevendo|escrevo|estamos escrevendo) (?:porque|para (?:informar|avisar))"
+    r"(?: que)?(?: (?:temos|h[aá]|tem))?|(?:temos|há|tem)|"
+    r"(?:gostaria|queria) de (?:informar|avisar|relatar)(?: que)?(?: (?:temos|h[aá]))?)\s+"
 )
 _PRONOUNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:I|we)'ve\b", re.IGNORECASE), "homeowner has"),
@@ -1081,11 +1198,13 @@ def short_title(text: str) -> str:
     lead, sep, rest = title.partition(", but ")
     if sep and re.search(r"\b(?:no|not|nothing|never)\b", lead, re.IGNORECASE):
         title = rest
-    title = re.sub(r"^(?:the|a|an|our|my|el|la|los|las)\s+", "", title, flags=re.IGNORECASE)
+    title = re.sub(r"^(?:(?:the|a|an|our|my|el|la|los|las|un|una|une|des|le|les|nos|notre|"
+                   r"um|uma|o|os|nosso|nossa)\s+|l['’](?=\w))", "", title,
+                   flags=re.IGNORECASE)
     title = re.split(r"\s[-–—]\s|;|\(|\.\s", title)[0].strip(" .,:;!")
     if len(title) > 60:
         clause = re.search(r",|\s(?:but|because|when|whenever|while|after|if|and|so|which|"
-                           r"since|pero|cuando|y)\s",
+                           r"since|pero|cuando|y|mais|quand|et|mas|quando|e)\s",
                            title[15:70])
         if clause:
             title = title[: 15 + clause.start()].strip(" .,:;!")
@@ -1373,8 +1492,11 @@ class OfflineDrafter:
             ))
         if whole_reasons and not any(d.priority == "emergency" for d in drafts):
             self._place_missed_emergency(drafts, issues, whole_reasons[0], request)
-        for photo, index in zip(photos, photo_index, strict=True):
-            drafts[index].photos.append(photo)
+        # With no issue found (thanks, a question, "here is the photo you asked for") the
+        # photos stay on the request, shown to no draft.
+        if drafts:
+            for photo, index in zip(photos, photo_index, strict=True):
+                drafts[index].photos.append(photo)
         order = sorted(range(len(drafts)), key=lambda i: drafts[i].priority != "emergency")
         drafts = [drafts[i] for i in order]
         notes = [*source_note]
