@@ -24,7 +24,8 @@ from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
 from warrantyd.daemon.drafters.coverage import coverage_hint
 from warrantyd.daemon.drafting import Requester, locate_home, requester_of
 from warrantyd.daemon.outbox import queue_mail
-from warrantyd.daemon.render import localized, render, render_mail
+from warrantyd.daemon.place_names import place_name
+from warrantyd.daemon.render import localized, render, render_mail, translation
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.parsers import classify as kinds
 from warrantyd.parsers.classify import Classification, strip_subject_prefix
@@ -320,8 +321,10 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
     return created
 
 
-def _ack_issue(wo: WorkOrder) -> DraftIssue:
-    return DraftIssue(trade=wo.trade, priority=wo.priority, location=wo.location,
+def _ack_issue(wo: WorkOrder, language: str | None) -> DraftIssue:
+    """One line of the acknowledgement; its place in the language the mail is written in."""
+    return DraftIssue(trade=wo.trade, priority=wo.priority,
+                      location=place_name(wo.location, language),
                       title=wo.title or wo.description[:80], description=wo.description)
 
 
@@ -337,7 +340,7 @@ def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,
         "ack", language=sr.language, name=sr.requester_name, company=config.company.name,
         sr_ref=sr.ref,
         address=sr.home.address if sr.home else None,
-        issues=[_ack_issue(wo) for wo in work_orders],
+        issues=[_ack_issue(wo, translation("ack", sr.language)) for wo in work_orders],
         emergency=any(wo.priority == "emergency" for wo in work_orders))
     row = queue_mail(
         session, our_address=division.mailbox.address, from_name=division.from_name,

@@ -32,6 +32,7 @@ from vendor_jobs import (
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
 from warrantyd.daemon.drafters.offline import OfflineDrafter, detect_language
+from warrantyd.daemon.place_names import place_name
 from warrantyd.daemon.process import Processor
 from warrantyd.daemon.render import TEMPLATES_DIR, translation
 from warrantyd.daemon.vendors import complete_work_order, format_visit, tell_homeowner_scheduled
@@ -215,19 +216,56 @@ async def test_the_acknowledgement_is_in_the_language_the_drafter_reported(
     assert_no_english(text, html, ack.subject)
 
 
-@pytest.mark.parametrize(("lang", "body"), [
+@pytest.mark.parametrize(("lang", "body", "line"), [
     ("es", "Hola, el lavabo del baño principal gotea mucho y el agua sale por debajo del "
-           "mueble. Gracias."),
-    ("fr", "Bonjour, l'évier de la cuisine fuit et l'eau coule sous le meuble. Merci."),
-    ("pt", "Olá, a pia do banheiro está vazando e a água está molhando o armário. Obrigado."),
+           "mueble. Gracias.", "1. Lavabo del baño principal gotea mucho (baño principal)"),
+    ("fr", "Bonjour, l'évier de la cuisine fuit et l'eau coule sous le meuble. Merci.",
+     "1. Évier de la cuisine fuit et l'eau coule sous le meuble (cuisine)"),
+    ("pt", "Olá, a pia do banheiro está vazando e a água está molhando o armário. Obrigado.",
+     "1. Pia do banheiro está vazando (banheiro)"),
 ])
 async def test_the_offline_drafter_hears_the_language_and_the_ack_answers_in_it(
-        database: Database, config: Config, lang: str, body: str) -> None:
+        database: Database, config: Config, lang: str, body: str, line: str) -> None:
+    """The issue is listed in the homeowner's words, its place in their language."""
     ack = await intake(database, config, OfflineDrafter(), body)
     with database.session() as s:
         assert s.get(ServiceRequest, ack.service_request_id).language == lang  # type: ignore[union-attr]
-    text, _ = parts(ack)
+        [wo] = s.scalars(select(WorkOrder).where(
+            WorkOrder.service_request_id == ack.service_request_id)).all()
+        assert wo.location in ("primary bathroom", "kitchen", "bathroom"), "staff read English"
+    text, html = parts(ack)
     assert WORDS[lang].ack_subject in ack.subject and WORDS[lang].ack in text
+    assert line in text, text
+    assert f"({wo.location})" not in text and f"({wo.location})" not in html
+
+
+@pytest.mark.parametrize("lang", sorted(WORDS))
+async def test_a_place_with_no_name_in_the_homeowners_language_is_left_out(
+        database: Database, config: Config, lang: str) -> None:
+    """A model's free-text place ("under the stairs closet") has no translation here: the
+    acknowledgement lists the issue without it rather than with an English word."""
+
+    class OddPlaceDrafter(SpeakingDrafter):
+        async def draft(self, request: DraftRequest) -> DraftResult:
+            result = await super().draft(request)
+            for issue in result.issues:
+                issue.location = "under the stairs closet"
+            return result
+
+    ack = await intake(database, config, OddPlaceDrafter(lang), "The kitchen sink is leaking")
+    text, html = parts(ack)
+    assert "under the stairs closet" not in text and "under the stairs closet" not in html
+
+
+def test_place_names() -> None:
+    assert place_name("upstairs bathroom", "es") == "baño de arriba"
+    assert place_name("Primary Bedroom", "fr") == "chambre principale"
+    assert place_name("bedroom 2", "pt") == "quarto 2"
+    assert place_name("kitchen", None) == "kitchen"
+    assert place_name("kitchen", "en") == "kitchen"
+    assert place_name("under the stairs closet", "es") is None
+    assert place_name("kitchen", "de") is None
+    assert place_name(None, "fr") is None
 
 
 @pytest.mark.parametrize("lang", sorted(WORDS))
