@@ -23,8 +23,8 @@ from warrantyd.daemon.config import Config, DivisionConfig
 from warrantyd.daemon.drafters.base import DraftIssue, DraftResult
 from warrantyd.daemon.drafters.coverage import coverage_hint
 from warrantyd.daemon.drafting import Requester, locate_home, requester_of
+from warrantyd.daemon.homeowner_words import issue_title, place_name
 from warrantyd.daemon.outbox import queue_mail
-from warrantyd.daemon.place_names import place_name
 from warrantyd.daemon.render import localized, render, render_mail, translation
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
 from warrantyd.parsers import classify as kinds
@@ -303,6 +303,7 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
         wo = WorkOrder(
             service_request_id=sr.id, status="draft", trade=issue.trade,
             priority=issue.priority, location=issue.location, title=issue.title[:300],
+            homeowner_title=issue.homeowner_title[:300] if issue.homeowner_title else None,
             description=issue.description, photos=[by_name[p] for p in issue.photos
                                                    if p in by_name],
             coverage_hint=hint.summary + (f" ({hint.exclusion})" if hint.exclusion else ""),
@@ -322,10 +323,11 @@ def add_drafts(session: Session, config: Config, sr: ServiceRequest, draft: Draf
 
 
 def _ack_issue(wo: WorkOrder, language: str | None) -> DraftIssue:
-    """One line of the acknowledgement; its place in the language the mail is written in."""
+    """One line of the acknowledgement, its title and place in the language the mail is
+    written in (None: English)."""
     return DraftIssue(trade=wo.trade, priority=wo.priority,
                       location=place_name(wo.location, language),
-                      title=wo.title or wo.description[:80], description=wo.description)
+                      title=issue_title(wo, language), description=wo.description)
 
 
 def _acknowledge(ctx: MailContext, sr: ServiceRequest, requester: Requester,

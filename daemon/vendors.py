@@ -44,6 +44,7 @@ from warrantyd.daemon.actions import (
     thread_ids,
 )
 from warrantyd.daemon.config import Config, DivisionConfig
+from warrantyd.daemon.homeowner_words import issue_title
 from warrantyd.daemon.links import LINK_DAYS, make_link_token, page_url
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
 from warrantyd.daemon.render import localized, render, render_mail, translation
@@ -152,13 +153,6 @@ def trade_label(trade: str) -> str:
     return _TRADE_LABELS.get(trade, trade.replace("_", " ").capitalize())
 
 
-def _title(wo: WorkOrder) -> str:
-    title = " ".join((wo.title or "").split())
-    if not title:
-        title = " ".join(wo.description.split())[:60]
-    return title or trade_label(wo.trade)
-
-
 def homeowner_phone(sr: ServiceRequest) -> str | None:
     """The phone number the homeowner wrote in their request, if any (for scheduling)."""
     found = _PHONE.search(sr.body or "")
@@ -186,7 +180,7 @@ def vendor_view(session: Session, config: Config, wo: WorkOrder) -> VendorView:
                HistoryEvent.internal.is_(False))
         .order_by(HistoryEvent.id)).all()
     return VendorView(
-        ref=wo.ref, trade=trade_label(wo.trade), title=_title(wo),
+        ref=wo.ref, trade=trade_label(wo.trade), title=issue_title(wo),
         description=wo.description.strip(), priority=wo.priority, location=wo.location,
         address=home.address if home is not None else None,
         community=(home.community or None) if home is not None else None,
@@ -521,7 +515,7 @@ def alert_staff_vendor_bounce(session: Session, config: Config, wo: WorkOrder, d
     division = division_of(config, wo.service_request)
     rows = []
     for staff in division.staff.addresses:
-        text, html = render_mail("vendor_bounced", ref=wo.ref, title=_title(wo), vendor=who,
+        text, html = render_mail("vendor_bounced", ref=wo.ref, title=issue_title(wo), vendor=who,
                                  detail=detail, company=config.company.name)
         row = queue_mail(
             session, our_address=division.mailbox.address, from_name=division.from_name,
@@ -578,7 +572,8 @@ def tell_homeowner_scheduled(session: Session, config: Config, wo: WorkOrder,
     row = _homeowner_mail(
         session, config, sr, kind="homeowner_scheduled", template="homeowner_scheduled",
         dedupe_key=f"scheduled:{wo.ref}:{wo.scheduled_for.isoformat()}", now=now,
-        work_order_id=wo.id, vendor_name=wo.vendor.name, title=_title(wo),
+        work_order_id=wo.id, vendor_name=wo.vendor.name,
+        title=issue_title(wo, translation("homeowner_scheduled", sr.language)),
         when=format_visit(wo.scheduled_for, wo.window_end, tz,
                           translation("homeowner_scheduled", sr.language)),
         windowed=wo.window_end is not None)
@@ -637,7 +632,8 @@ def resolve_if_done(session: Session, config: Config, sr: ServiceRequest,
     row = _homeowner_mail(
         session, config, sr, kind="homeowner_resolved", template="homeowner_resolved",
         dedupe_key=f"resolved:{sr.ref}:{round_no}", now=now,
-        items=[_title(wo) for wo in done])
+        items=[issue_title(wo, translation("homeowner_resolved", sr.language))
+               for wo in done])
     record(session, "homeowner_told_resolved", SYSTEM, f"{sr.requester_email} told",
            sr_id=sr.id, outbound=row, at=now)
     return [row]

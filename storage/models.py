@@ -293,6 +293,8 @@ class WorkOrder(Base):
     priority: Mapped[str] = mapped_column(String(20), default="routine")
     location: Mapped[str | None] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(String(300), default="")
+    homeowner_title: Mapped[str | None] = mapped_column(String(300))
+    """The title in the homeowner's language, for the mails they get (None: use ``title``)."""
     description: Mapped[str] = mapped_column(Text)
     vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendor.id"))
     suggested_vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendor.id"))

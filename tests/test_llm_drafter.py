@@ -260,6 +260,23 @@ async def test_tool_answer_becomes_draft_result(fake, fallback):
     assert any("nobody@unknown.example.com" in note for note in result.notes)
 
 
+
+async def test_the_homeowner_title_is_kept_and_a_bad_one_is_dropped(fake, fallback):
+    """Titles are English for staff; the homeowner's mails use the one in their language."""
+    fake.enqueue(tool_reply(answer(
+        issue_input(homeowner_title="  Fuga debajo del\nfregadero de la cocina "),
+        issue_input(title="Nail pop in hall", homeowner_title=7),
+        issue_input(title="Crack over door", homeowner_title=None), language="es")))
+    result = await drafter_for(fake, fallback).draft(make_request())
+    assert [i.homeowner_title for i in result.issues] == [
+        "Fuga debajo del fregadero de la cocina", None, None]
+    assert [i.title for i in result.issues][1:] == ["Nail pop in hall", "Crack over door"]
+    body = fake.requests[-1].body
+    issue_schema = body["tools"][0]["input_schema"]["properties"]["issues"]["items"]
+    assert "homeowner_title" in issue_schema["properties"]
+    assert "homeowner_title" not in issue_schema["required"], "older answers stay valid"
+    assert any("homeowner_title" in block["text"] for block in body["system"])
+
 async def test_empty_issue_list_is_a_valid_answer(fake, fallback):
     fake.enqueue(tool_reply(answer()))
     result = await drafter_for(fake, fallback).draft(make_request("Thanks for the quick fix!"))

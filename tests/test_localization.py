@@ -32,7 +32,7 @@ from vendor_jobs import (
 from warrantyd.daemon.config import Config
 from warrantyd.daemon.drafters.base import DraftRequest, DraftResult
 from warrantyd.daemon.drafters.offline import OfflineDrafter, detect_language
-from warrantyd.daemon.place_names import place_name
+from warrantyd.daemon.homeowner_words import place_name
 from warrantyd.daemon.process import Processor
 from warrantyd.daemon.render import TEMPLATES_DIR, translation
 from warrantyd.daemon.vendors import complete_work_order, format_visit, tell_homeowner_scheduled
@@ -299,6 +299,50 @@ def test_visit_scheduled_and_request_resolved_are_in_the_homeowners_language(
     assert words.html_lang in html
     assert_no_english(text, html, resolved.subject)
 
+
+
+@pytest.mark.parametrize(("lang", "own"), [
+    ("es", "Fuga debajo del fregadero"), ("fr", "Fuite sous le lavabo"),
+    ("pt", "Vazamento embaixo da pia"), (None, None)])
+def test_the_homeowner_reads_the_title_in_their_language_and_vendors_in_english(
+        database: Database, config: Config, lang: str | None, own: str | None) -> None:
+    """The language model titles work orders in English for staff and, for mail in another
+    language, once more in that language: the homeowner's mails use that one."""
+    job = make_job(database, config)
+    set_language(database, job.sr_id, lang)
+    with database.session() as s:
+        wo = s.get(WorkOrder, job.wo_id)
+        assert wo is not None
+        wo.homeowner_title = own if lang else "Leak under the sink, in other words"
+    send_to(database, config, job.wo_id, ACE)
+    expected = own or "Leak under kitchen sink"
+    told = schedule(database, config, job.wo_id)
+    assert expected in told.subject and all(expected in part for part in parts(told))
+    resolved = resolve(database, config, job.wo_id, job.other_wo_id)
+    assert all(expected in part for part in parts(resolved))
+    with database.session() as s:
+        notice = s.scalars(select(OutboundMessage).where(
+            OutboundMessage.kind == "vendor_notice")).one()
+        assert "Leak under kitchen sink" in notice.subject, "the vendor reads the staff title"
+
+
+async def test_the_acknowledgement_lists_the_homeowners_title(
+        database: Database, config: Config) -> None:
+    class TitlingDrafter(SpeakingDrafter):
+        async def draft(self, request: DraftRequest) -> DraftResult:
+            result = await super().draft(request)
+            for issue in result.issues:
+                issue.homeowner_title = "Fregadero de la cocina gotea"
+            return result
+
+    ack = await intake(database, config, TitlingDrafter("es"), "The kitchen sink is leaking")
+    text, html = parts(ack)
+    assert "Fregadero de la cocina gotea" in text and "Fregadero de la cocina gotea" in html
+    with database.session() as s:
+        [wo] = s.scalars(select(WorkOrder).where(
+            WorkOrder.service_request_id == ack.service_request_id)).all()
+        assert wo.homeowner_title == "Fregadero de la cocina gotea"
+        assert wo.title != wo.homeowner_title, "staff keep the English title"
 
 async def test_a_vendors_reply_tells_a_portuguese_homeowner_in_portuguese(
         database: Database, config: Config) -> None:

@@ -94,6 +94,9 @@ class DraftIssue:
     """Vendor email, when the drafter has a preference."""
     emergency_reason: str | None = None
     """Why the emergency tripwire fired, when it did."""
+    homeowner_title: str | None = None
+    """The title in the mail's own language when that is not English (the language model
+    writes titles in English for staff); shown in the mails the homeowner gets."""
 
 
 @dataclass

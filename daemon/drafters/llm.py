@@ -119,7 +119,9 @@ the homeowner observed, and access details that matter for the work. Never inclu
 coverage opinions, prices, internal remarks, or the homeowner's phone number or email (the \
 work order carries contact details). Do not invent facts.
 - Write title and description in English whatever language the mail is in; report the mail's \
-own language as an ISO 639-1 code (en, es, ...).
+own language as an ISO 639-1 code (en, es, ...). When the mail is not in English, also write \
+homeowner_title: the same short title in the mail's language, as the homeowner would say it \
+(it goes in the mails they get); for English mail leave it null.
 - location: plain lower-case words ("kitchen", "primary bathroom", "garage", "back yard"), or \
 null when the mail does not say.
 - photos: the filenames (exactly as given) of the attached photos that show this issue; a \
@@ -244,6 +246,9 @@ def build_tool(trades: Sequence[str]) -> dict[str, Any]:
             "location": {"type": ["string", "null"],
                          "description": "Where in or around the home, lower-case, or null."},
             "title": {"type": "string", "description": "At most 8 words."},
+            "homeowner_title": {"type": ["string", "null"],
+                                "description": "The title in the mail's language when it is "
+                                               "not English, else null."},
             "description": {"type": "string",
                             "description": "For the tradesperson; no coverage opinions, "
                                            "prices or homeowner contact details."},
@@ -507,6 +512,7 @@ def validate_tool_input(data: Any, *, trades: Sequence[str],
         description = raw.get("description")
         if not isinstance(description, str) or not description.strip():
             errors.append(f"{where}: description must be a non-empty string")
+        own_title = raw.get("homeowner_title")
         location = raw.get("location")
         if location is not None and not isinstance(location, str):
             errors.append(f"{where}: location must be a string or null")
@@ -546,6 +552,9 @@ def validate_tool_input(data: Any, *, trades: Sequence[str],
             location=location_text if location_text.lower() not in ("", "null", "none",
                                                                     "unknown") else None,
             title=_one_line(title, MAX_TITLE_CHARS),
+            # Optional, and only ever shown to the homeowner: a bad one is dropped, not an error.
+            homeowner_title=(_one_line(own_title, MAX_TITLE_CHARS)
+                             if isinstance(own_title, str) and own_title.strip() else None),
             description=description.strip(),
             photos=issue_photos,
             confidence=round(confidence, 3),

@@ -1,21 +1,28 @@
-"""Where in the home, in the homeowner's language.
+"""What the homeowner reads about their issues, in their language: its title and its place.
 
-The drafters name the place of an issue in English ("kitchen", "upstairs bathroom"): staff
-and vendors read it so.  A homeowner whose acknowledgement goes out in Spanish, French or
-Portuguese should not find an English word in it, so the acknowledgement asks here for the
-place in that language, and leaves the place out when it has no translation (a model's
-free-text place): the issue's title, in the homeowner's own words, usually names it anyway.
+Work orders are written for staff and vendors, in English: the language model writes titles
+and places in English, the offline drafter names places in English.  A homeowner whose mail
+goes out in Spanish, French or Portuguese should not find English words in it, so the mails
+to homeowners ask here:
 
-The names are written here, for the places the offline drafter names and the common ones a
-model writes; like the visit dates (``vendors.format_visit``) they do not depend on what
-the server has installed.
+* the title: the drafter's ``homeowner_title`` (the language model writes it in the mail's
+  language; the offline drafter's title is the homeowner's own words already), else the
+  staff title;
+* the place: its name in that language, or nothing when there is no name for it here (a
+  model's free-text place) — the title usually names it anyway.
+
+The place names are written here, for the places the offline drafter names and the common
+ones a model writes; like the visit dates (``vendors.format_visit``) they do not depend on
+what the server has installed.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["place_name"]
+from warrantyd.storage.models import WorkOrder
+
+__all__ = ["issue_title", "place_name"]
 
 _PLACES: dict[str, dict[str, str]] = {
     "es": {
@@ -115,3 +122,13 @@ def place_name(place: str | None, language: str | None) -> str | None:
     if numbered:
         return f"{_BEDROOM_WORD[language]} {numbered.group(1)}"
     return names.get(key)
+
+
+def issue_title(wo: WorkOrder, language: str | None = None) -> str:
+    """The title of ``wo`` in a mail written in ``language`` (None: the English original, as
+    vendors get it): the homeowner's-language title when the mail is translated and the
+    drafter wrote one, else the staff title; never empty."""
+    for title in ((wo.homeowner_title if language else None), wo.title):
+        if title and title.strip():
+            return " ".join(title.split())
+    return " ".join(wo.description.split())[:60] or wo.trade.replace("_", " ")
