@@ -110,16 +110,20 @@ def config(tmp_path: Path, database: Database) -> Config:
 # --- helpers ----------------------------------------------------------------------------------
 
 class SpeakingDrafter:
-    """The fake drafter's issues, reported in ``language`` as the language model would."""
+    """The fake drafter's issues, reported in ``language`` as the language model would, each
+    issue with ``issue_changes`` (a model's place, its homeowner's title)."""
 
     engine = "fake"
 
-    def __init__(self, language: str | None) -> None:
+    def __init__(self, language: str | None, **issue_changes: object) -> None:
         self.language = language
+        self.issue_changes = issue_changes
         self.inner = FakeDrafter()
 
     async def draft(self, request: DraftRequest) -> DraftResult:
-        return replace(await self.inner.draft(request), language=self.language)
+        result = await self.inner.draft(request)
+        return replace(result, language=self.language,
+                       issues=[replace(i, **self.issue_changes) for i in result.issues])
 
 
 _uids = itertools.count(50_000)
@@ -244,15 +248,8 @@ async def test_a_place_with_no_name_in_the_homeowners_language_is_left_out(
         database: Database, config: Config, lang: str) -> None:
     """A model's free-text place ("under the stairs closet") has no translation here: the
     acknowledgement lists the issue without it rather than with an English word."""
-
-    class OddPlaceDrafter(SpeakingDrafter):
-        async def draft(self, request: DraftRequest) -> DraftResult:
-            result = await super().draft(request)
-            for issue in result.issues:
-                issue.location = "under the stairs closet"
-            return result
-
-    ack = await intake(database, config, OddPlaceDrafter(lang), "The kitchen sink is leaking")
+    drafter = SpeakingDrafter(lang, location="under the stairs closet")
+    ack = await intake(database, config, drafter, "The kitchen sink is leaking")
     text, html = parts(ack)
     assert "under the stairs closet" not in text and "under the stairs closet" not in html
 
@@ -328,14 +325,8 @@ def test_the_homeowner_reads_the_title_in_their_language_and_vendors_in_english(
 
 async def test_the_acknowledgement_lists_the_homeowners_title(
         database: Database, config: Config) -> None:
-    class TitlingDrafter(SpeakingDrafter):
-        async def draft(self, request: DraftRequest) -> DraftResult:
-            result = await super().draft(request)
-            for issue in result.issues:
-                issue.homeowner_title = "Fregadero de la cocina gotea"
-            return result
-
-    ack = await intake(database, config, TitlingDrafter("es"), "The kitchen sink is leaking")
+    drafter = SpeakingDrafter("es", homeowner_title="Fregadero de la cocina gotea")
+    ack = await intake(database, config, drafter, "The kitchen sink is leaking")
     text, html = parts(ack)
     assert "Fregadero de la cocina gotea" in text and "Fregadero de la cocina gotea" in html
     with database.session() as s:
