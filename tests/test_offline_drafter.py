@@ -427,6 +427,22 @@ def test_eval_set_floors(shared_dir: Path) -> None:
     assert figures["no_issue_accuracy"] == 1.0
 
 
+
+@pytest.mark.parametrize(("text", "title"), [
+    ("Hi,\n\nThe bedroom door won't latch.\n\nDon't hesitate to call me if you need more "
+     "info.\n\nThanks,\nPaul", "Bedroom door won't latch"),
+    ("Bonjour,\n\nLa porte de la chambre ne ferme pas.\n\nN'hésitez pas à me contacter si "
+     "vous avez besoin d'autres informations.\n\nMerci,\nPaul", "Porte de la chambre ne ferme pas"),
+    ("Bonjour,\n\nLe robinet de la cuisine fuit.\n\nJe ne sais pas si c'est couvert par la "
+     "garantie.\n\nCordialement,\nAnne", "Robinet de la cuisine fuit"),
+    ("Bonjour,\n\nJe ne suis pas disponible le lundi. La fenêtre du salon est fissurée.",
+     "Fenêtre du salon est fissurée"),
+])
+def test_courtesy_and_availability_are_no_problem(text: str, title: str) -> None:
+    """"Don't hesitate to call", "not sure if it's covered", "not available Mondays" are
+    negations, and they report nothing wrong."""
+    assert [i.title for i in draft(text)] == [title]
+
 def test_french_and_portuguese_set_floors() -> None:
     """bench/data/drafting_fr_pt: mail written in French and Portuguese without looking at
     the rules (first measured at 0.67 issue count, 0.68 trade F1, 0.67 emergency recall)."""

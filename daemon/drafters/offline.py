@@ -304,6 +304,24 @@ _GOOD_NEWS = _rx(r"\bthanks? (?:you )?again\b|\bgracias de nuevo\b|"
                  r"\b(?:is|are) back (?:on|up|to normal|and (?:working|running))")
 """"Thanks again", "the hot water is back on": "again" and "is back" that are good news."""
 _BUT = _rx(r"\b(?:but|pero|although|though|except|mais|mas|por[eé]m)\b")
+_COURTESY = _rx(
+    r"\b(?:(?:please )?(?:don'?t|do not) hesitate|feel free|no dude(?:n)? en|"
+    r"n['’]h[eé]sitez pas|n[aã]o hesite(?:m)?|"
+    r"if you (?:need|have|want) (?:any |more |further |other )?(?:info\w*|details|questions|"
+    r"anything)|si vous avez besoin|se precisar(?:em)?|si necesita(?:n)?|"
+    r"i(?:'m| am)? not sure (?:if|whether)|not sure (?:if|whether)|no s[eé] si|"
+    r"(?:je )?ne sais? pas si|n[aã]o sei se|"
+    r"(?:i|we)(?:'m|'re| am| are)? not (?:available|home)|"
+    r"no (?:estoy|estamos) disponibles?|(?:je |nous )?ne (?:suis|sommes) pas disponibles?|"
+    r"n[aã]o (?:estou|estamos) dispon[ií]ve(?:l|is))\b"
+)
+"""Courtesy and availability ("don't hesitate to call", "I'm not sure if it's covered", "we
+are not available Mondays"): negations that report no problem."""
+
+
+def _reports_defect(sentence: str) -> bool:
+    """Does ``sentence`` name something wrong (its courtesy phrases left out)?"""
+    return _DEFECT.search(_COURTESY.sub(" ", sentence)) is not None
 
 
 def _still_broken(sentence: str) -> bool:
@@ -409,7 +427,7 @@ def _blocks(text: str) -> list[tuple[str, list[str], str]]:
 def _is_problem(text: str) -> bool:
     """Does ``text`` report a present problem (not thanks, a fixed issue, or a question)?"""
     statements = _sentences(text)
-    problem = [s for s in statements if _DEFECT.search(s)]
+    problem = [s for s in statements if _reports_defect(s)]
     if not problem:
         return False
     if _GRATITUDE.match(text) and not _still_broken(text):
@@ -1187,7 +1205,7 @@ def _strip_title_lead(text: str) -> str:
 
 def make_title(segment: Segment) -> str:
     """A short line for subjects and lists, from the issue's first problem sentence."""
-    first = next((s for s in segment.sentences if _DEFECT.search(s)), segment.text)
+    first = next((s for s in segment.sentences if _reports_defect(s)), segment.text)
     return short_title(_strip_title_lead(_strip_item_lead(first)))
 
 
@@ -1514,7 +1532,7 @@ class OfflineDrafter:
         for pattern, trade in _CONVENTIONS:
             if pattern.search(text):
                 return trade, 0.9
-        first = next((s for s in _sentences(text) if _DEFECT.search(s)), text)
+        first = next((s for s in _sentences(text) if _reports_defect(s)), text)
         thing = _problem_thing(first)
         probs = classifier.probabilities(f"{thing} {thing} {first} {text}")
         trade = max(probs, key=lambda t: probs[t])
