@@ -171,7 +171,8 @@ async def draft_mail(db: Database, config: Config, raw: bytes,
     result = await make_drafter(config).draft(request)
     return {
         "issues": [{"trade": i.trade, "priority": i.priority, "location": i.location,
-                    "title": i.title, "description": i.description, "photos": list(i.photos),
+                    "title": i.title, "homeowner_title": i.homeowner_title,
+                    "description": i.description, "photos": list(i.photos),
                     "confidence": i.confidence, "suggested_vendor": i.suggested_vendor,
                     "emergency_reason": i.emergency_reason} for i in result.issues],
         "engine": result.engine,

@@ -127,3 +127,39 @@ def test_homeowners_never_get_command_rights(explained: dict[str, dict],
     assert homeowner["commands"] == [] and homeowner["authorized"] is False
     assert "not a staff address" in homeowner["auth_reason"]
     assert [c["verb"] for c in staff["commands"]] == ["accept", "complete"]
+
+
+def test_draft_dry_runs_french_and_english_mail_with_a_partial_config(tmp_path: Path) -> None:
+    """`warrantyd draft --json`: one object per file, in order, each issue with the fields of
+    the contract (and the title, the homeowner's title where a model wrote one)."""
+    config = tmp_path / "config.toml"
+    config.write_text(PARTIAL_CONFIG)
+    mails = {
+        "fr": "Bonjour,\r\n\r\nLe robinet de la cuisine fuit sous l'\u00e9vier.\r\n\r\n"
+              "Aussi, la porte du garage fait un bruit de grincement.\r\n\r\nMerci,\r\nClaire",
+        "en": "Hi,\r\n\r\nThe hall bathroom faucet drips all night.\r\n\r\nThanks,\r\nDana",
+    }
+    files = []
+    for lang, body in mails.items():
+        path = tmp_path / f"{lang}.eml"
+        path.write_bytes((f"From: someone@example.com\r\nTo: warranty@acme-homes.example\r\n"
+                          f"Subject: Probl\u00e8me\r\nMessage-ID: <{lang}@example.com>\r\n"
+                          "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body)
+                         .encode())
+        files.append(str(path))
+    proc = subprocess.run([sys.executable, "-m", "warrantyd.daemon.cli", "draft", "--json",
+                           "--config", str(config), *files],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    french, english = (json.loads(line) for line in proc.stdout.splitlines())
+    assert (french["file"], english["file"]) == tuple(files)
+    assert (french["engine"], french["language"]) == ("offline", "fr")
+    assert english["language"] in ("en", None), "None: too short to tell, read as English"
+    assert [(i["trade"], i["location"]) for i in french["issues"]] == [
+        ("plumbing", "kitchen"), ("garage_door", "garage")]
+    assert [(i["trade"], i["location"]) for i in english["issues"]] == [
+        ("plumbing", "hall bathroom")]
+    for issue in french["issues"] + english["issues"]:
+        assert {"trade", "priority", "location", "title", "homeowner_title", "description",
+                "photos"} <= issue.keys()
+        assert issue["homeowner_title"] is None, "the offline title is the homeowner's words"
