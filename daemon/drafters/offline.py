@@ -1040,6 +1040,23 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"exterior|outside|ext[eé]rieur|lado de fora|[aá]rea externa", "exterior"),
 )
 _LOCATION_RES = tuple((re.compile(rf"\b(?:{p})", re.IGNORECASE), n) for p, n in _LOCATIONS)
+_LOCATION_CHUNK = 12
+
+
+def _location_chunks() -> tuple[tuple[re.Pattern[str], range], ...]:
+    """The place patterns in runs of :data:`_LOCATION_CHUNK`, each with one pattern that
+    matches where any of the run would: a text that names none of a run (an English mail,
+    the French and Portuguese places) costs one search instead of a dozen."""
+    chunks = []
+    for start in range(0, len(_LOCATIONS), _LOCATION_CHUNK):
+        part = _LOCATIONS[start:start + _LOCATION_CHUNK]
+        any_of = "|".join(re.sub(r"\(\?P<\w+>", "(?:", p) for p, _ in part)
+        chunks.append((re.compile(rf"\b(?:{any_of})", re.IGNORECASE),
+                       range(start, start + len(part))))
+    return tuple(chunks)
+
+
+_LOCATION_CHUNKS = _location_chunks()
 _HEARD_FROM = _rx(
     r"\b(?:hear|heard|hearing|hears)\s+(?:it|them|this|that|the \w+)?\s*"
     r"(?:from|in|all the way (?:from|in|up|down)|down in|up in|throughout)\b[^,.;!?]*"
@@ -1068,7 +1085,9 @@ _OBJECT_PLACES: tuple[tuple[re.Pattern[str], str], ...] = (
 def find_location(text: str) -> str | None:
     """The first place in or around the home that ``text`` names, in plain words."""
     best: tuple[int, int, int, str] | None = None
-    for rank, (pattern, name) in enumerate(_LOCATION_RES):
+    ranks = (rank for any_of, run in _LOCATION_CHUNKS if any_of.search(text) for rank in run)
+    for rank in ranks:
+        pattern, name = _LOCATION_RES[rank]
         match = pattern.search(text)
         if not match:
             continue
