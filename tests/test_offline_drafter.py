@@ -443,6 +443,15 @@ def test_courtesy_and_availability_are_no_problem(text: str, title: str) -> None
     negations, and they report nothing wrong."""
     assert [i.title for i in draft(text)] == [title]
 
+
+@pytest.mark.parametrize(("text", "location"), [
+    ("Four outlets in the office don't work.", "office"),  # not "four", a French oven
+    ("The shower in the in-law suite leaks at the valve.", "bathroom"),  # "suíte" is not it
+])
+def test_english_words_that_other_languages_share_keep_their_english_sense(
+        text: str, location: str) -> None:
+    assert find_location(text) == location
+
 def test_french_and_portuguese_set_floors() -> None:
     """bench/data/drafting_fr_pt: mail written in French and Portuguese without looking at
     the rules (first measured at 0.67 issue count, 0.68 trade F1, 0.67 emergency recall)."""

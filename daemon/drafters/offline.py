@@ -263,7 +263,7 @@ _DEFECT = _rx(
     r"vaza\w*|ping(?:a|ando|ou)\b|goteira|gotej\w*|rachad\w*|rachadura\w*|trinca\w*|"
     r"quebrad\w*|quebrou|n[aã]o (?:est[aá] |esta )?(?:funciona|fecha|abre|liga|esquenta|"
     r"aquece|gela|escoa|drena|desce|sobe|tranca|para|segura|encaixa|veda|acende|sai|gira|"
-    r"roda|trava|consegu|pega|d[aá]|fica)\w*|parou|pararam|avari\w*|estragou|queimou|"
+    r"roda|trava|consegu|pega|d[aá]|fica)\w*|parou|pararam|avari(?:a|ou|ad[oa])\b|estragou|queimou|"
     r"dif[ií]cil de|devagar|lent[oa]s?\b|transbord\w*|barulho\w*|rangend\w*|rangeu|"
     r"cheiro\w*|mofo|bolor|umidade|[uú]mid\w*|"
     r"manchad?\w*|descolad\w*|solt[oa]s?|froux\w*|entupid\w*|enferruj\w*|estufad\w*|"
@@ -1017,7 +1017,7 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"[àa] l'[eé]tage|[àa] l’[eé]tage", "upstairs"),
     # Portuguese
     (r"banheiro (?:de cima|do andar de cima|do segundo andar)", "upstairs bathroom"),
-    (r"banheiro (?:da su[ií]te|principal|do casal)|su[ií]te", "primary bathroom"),
+    (r"banheiro (?:da su[ií]te|principal|do casal)", "primary bathroom"),
     (r"banheiro|casa de banho|chuveiro|banheira|duche", "bathroom"),
     (r"quarto (?:principal|de casal)", "primary bedroom"),
     (r"quarto de h[oó]spedes", "guest bedroom"),
@@ -1034,7 +1034,7 @@ _LOCATIONS: tuple[tuple[str, str], ...] = (
     (r"quintal", "back yard"),
     (r"cal[çc]ada", "front walkway"),
     (r"varanda|alpendre", "front porch"),
-    (r"(?:toda a|a casa toda|casa inteira)", "whole house"),
+    (r"toda a casa|a casa toda|casa inteira", "whole house"),
     (r"andar de cima", "upstairs"),
     (r"upstairs", "upstairs"),
     (r"exterior|outside|ext[eé]rieur|lado de fora|[aá]rea externa", "exterior"),
@@ -1071,7 +1071,7 @@ _SAME_PLACE = _rx(r"\b(?:same|that) (?:bath(?:room)?|room|area|spot|wall|window|
 _OBJECT_PLACES: tuple[tuple[re.Pattern[str], str], ...] = (
     (_rx(r"\b(?:fridge|refrigerator|dishwasher|range|stove|oven|cooktop|microwave|"
          r"backsplash|ice maker|garbage disposal|disposal|refrigerador|estufa|lavavajillas|"
-         r"[eé]vier|lave-vaisselle|cuisini[eè]re|four|frigo|pia da cozinha|fog[aã]o|"
+         r"[eé]vier|lave-vaisselle|cuisini[eè]re|frigo|pia da cozinha|fog[aã]o|"
          r"lava-lou[çc]as|geladeira)\b"),
      "kitchen"),
     (_rx(r"\b(?:washer|dryer|washing machine|lavadora|secadora|lave-linge|s[eè]che-linge|"
@@ -1113,7 +1113,7 @@ _LEAD_FILLER = _rx(
     r"^(?:(?:also|and|plus|second(?:ly)?|separately|unrelated|in addition|additionally|"
     r"lastly|finally|however|oh,? and|new problem(?: though)?|one more thing(?: to add)?|"
     r"the other thing(?: is)?|another (?:thing|issue|problem)(?: is)?|tambi[eé]n|adem[aá]s|"
-    r"aussi|[eé]galement|de plus|en plus|et|tamb[eé]m|al[eé]m disso|e)\b"
+    r"aussi|[eé]galement|de plus|en plus|tamb[eé]m|al[eé]m disso|(?:et|e)(?=\s))\b"
     r"[\s,:;\-–—()]*(?:not urgent\)|less important,?|but when you'?re out:?)?[\s,:;\-–—]*)+"
 )
 _SUBJECT_FILLER = _rx(
