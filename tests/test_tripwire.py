@@ -314,3 +314,28 @@ def test_french_and_portuguese_heat_needs_cold_weather() -> None:
 def test_urgent_rules_in_french_and_portuguese(text: str, reason: str) -> None:
     assert urgent_reason(text) == reason
     assert classify_priority(text)[0] == "urgent"
+
+
+@pytest.mark.parametrize("text", [
+    "The furnace stopped working this morning, never had this happen before.",  # not "neve"
+    "The furnace quit; we just moved here from Nevada and it is 70 degrees outside.",
+    "The outlet by the fondue pot stopped working.",
+    "It rains every time we open the garage door, the gutter overflows onto it.",
+])
+def test_english_words_that_share_a_start_with_the_new_cues_stay_quiet(text: str) -> None:
+    assert check_emergency(text) is None, emergency_reasons(text)
+
+
+@pytest.mark.parametrize(("text", "cold"), [
+    ("The furnace stopped working and it is 20 degrees outside.", True),
+    ("The furnace stopped working and it is 65 degrees outside.", False),
+    ("Le chauffage ne fonctionne plus et il fait -12 dehors.", True),
+    ("Le chauffage ne fonctionne plus, il fait 25 degrés dehors.", False),  # Celsius: warm
+    ("Le chauffage ne fonctionne plus, il fait 12 dans la maison.", True),
+    ("Le chauffage ne fonctionne plus, il fait 20 dans la maison.", False),
+    ("O aquecimento parou e faz 2 graus lá fora.", True),
+])
+def test_a_temperature_is_cold_only_on_either_scale(text: str, cold: bool) -> None:
+    """Mail rarely says Celsius or Fahrenheit: a temperature counts as cold weather only
+    when it is cold on both readings that make sense."""
+    assert (check_emergency(text) == "total loss of heat in cold weather") is cold

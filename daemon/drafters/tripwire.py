@@ -42,7 +42,9 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _COLD_WEATHER = _rx(
     r"\b(?:freez\w*|below zero|sub-?zero|snow\w*|winter|blizzard|cold snap|frigid|"
-    r"-?\d{1,2}\s*(?:°|degrees?|deg\b)\s*(?:f\b)?\s*(?:outside|out|outdoors)|"
+    # A temperature outside that is cold: 40 °F or below, or below zero.
+    r"(?:(?<=-)\d{1,2}|[0-3]?\d|40)(?!\d)\s*(?:°|degrees?|deg\b)\s*(?:f\b)?\s*"
+    r"(?:outside|out|outdoors)|"
     r"(?:outside|out)\s+(?:it'?s|is)\s+-?\d{1,2}\b|"
     r"\d{1,2}\s*(?:°|degrees?)?\s*below|cold(?:er)? (?:outside|out there|weather|night)|"
     r"(?:house|home|inside) is (?:getting |very |really )?(?:cold|freezing)|"
@@ -50,11 +52,14 @@ _COLD_WEATHER = _rx(
     r"hace (?:mucho )?fr[ií]o|helad\w*|bajo cero|invierno|nieve|nevando|"
     r"fait (?:tr[eè]s |si |tellement )?froid|froid (?:dehors|glacial|intense)|"
     r"sous z[eé]ro|moins \d{1,2}\b|hiver|neige\w*|il g[eè]le|gel[ée]e?s?\b|"
-    r"-\d{1,2}\s*(?:°|degr[eé]s?)?\s*(?:f\b|c\b)?\s*(?:dehors|[àa] l'ext[eé]rieur|l[aá] fora|"
-    r"fora)|\b[1-5]\d\s*(?:°|degr[eé]s?|graus)?\s*(?:f\s*)?(?:dans la maison|[àa] l'int[eé]rieur|"
-    r"dentro de casa|na casa)|"
+    # Below zero, or a few degrees (Celsius or Fahrenheit, the mail rarely says) outside.
+    r"(?:(?<=-)\d{1,2}|[0-5](?!\d))\s*(?:°|degr[eé]s?|graus)?\s*(?:[fc]\b)?\s*"
+    r"(?:dehors|[àa] l'ext[eé]rieur|l[aá] fora|fora)|"
+    # Cold inside whichever scale: up to 15 (Celsius) or 40-59 (Fahrenheit).
+    r"\b(?:1[0-5]|[4-5]\d|\d)\s*(?:°|degr[eé]s?|graus)?\s*(?:f\s*)?(?:dans la maison|"
+    r"[àa] l'int[eé]rieur|dentro de casa|na casa)|"
     r"(?:faz|fazendo|est[aá] fazendo) (?:muito )?frio|frio (?:l[aá] fora|intenso)|"
-    r"abaixo de zero|inverno|nev(?:e|ando)|geada|congelando)"
+    r"abaixo de zero|inverno|nev(?:e|ando)\b|geada|congelando)"
 )
 _ELECTRICAL_PLACE = _rx(
     r"\b(?:panel|breaker|outlet|plug|socket|switch|wir(?:e|es|ing)|receptacle|cover plate|"
@@ -226,7 +231,8 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
         _rx(
             r"\b(?:spark\w*|arc(?:ed|ing)|scorch\w*|melt(?:ed|ing)|smok(?:e|ing) (?:from|coming)|"
             r"black mark|burn mark|charred|chispa\w*|ech[oó] chispas|quemad[oa]|"
-            r"[eé]tincel\w*|noirci\w*|fondu\w*|carbonis\w*|fa[ií]scas?|queimad[oa]s?|"
+            r"[eé]tincel\w*|noirci\w*|(?:a|est|sont|ont) fondu\w*|carbonis\w*|fa[ií]scas?|"
+            r"queimad[oa]s?|"
             r"(?:petit )?[eé]clair bleu|devenu (?:brun|noir)\w*|bruni\w*|"
             r"derretid[oa]s?|chamuscad\w*)"
         ),
