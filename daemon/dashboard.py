@@ -39,6 +39,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config
+from warrantyd.daemon.homeowner_words import language_name
 from warrantyd.daemon.outbox import queue_mail
 from warrantyd.daemon.render import render, render_mail
 from warrantyd.daemon.reports import (
@@ -571,7 +572,7 @@ class Dashboard:
                 return _no_such_record("SR", sr_id)
             data = sr_show(session, sr_id)
             wo_ids = [wo.id for wo in sr.work_orders]
-            return {"sr": data, "home_id": sr.home_id,
+            return {"sr": data, "home_id": sr.home_id, "language": language_name(sr.language),
                     "mails": self._mails(session, sr_id=sr_id, wo_ids=wo_ids,
                                          first_inbound=sr.inbound_message_id)}
         return await self._read(user, build, "dashboard_sr.html")

@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warrantyd.daemon.config import Config, DivisionConfig
+from warrantyd.daemon.homeowner_words import language_name
 from warrantyd.daemon.outbox import OutgoingAttachment, queue_mail
 from warrantyd.daemon.render import render_mail
 from warrantyd.daemon.tokens import installation_secret, issue_token, plus_address
@@ -452,7 +453,9 @@ def queue_digests_for_request(session: Session, config: Config, sr: ServiceReque
     subject = f"[{sr.ref}] {urgent}Approval digest #{digest.id}: {what} - {topic}"
     who = sr.requester_name or sr.requester_email
     where = f", {sr.home.address}" if sr.home is not None else ""
-    heading = f"{sr.ref} from {who}{where}: {what}"
+    language = language_name(sr.language)
+    writes = f" (writes in {language})" if language else ""
+    heading = f"{sr.ref} from {who}{writes}{where}: {what}"
     rows = _queue(session, config, division, digest=digest, work_orders=ordered,
                   subject=subject, heading=heading, refused=refused, now=now)
     from warrantyd.daemon.actions import SYSTEM, record

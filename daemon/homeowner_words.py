@@ -22,7 +22,7 @@ import re
 
 from warrantyd.storage.models import WorkOrder
 
-__all__ = ["issue_title", "place_name"]
+__all__ = ["issue_title", "language_name", "place_name"]
 
 _PLACES: dict[str, dict[str, str]] = {
     "es": {
@@ -132,3 +132,19 @@ def issue_title(wo: WorkOrder, language: str | None = None) -> str:
         if title and title.strip():
             return " ".join(title.split())
     return " ".join(wo.description.split())[:60] or wo.trade.replace("_", " ")
+
+
+_LANGUAGE_NAMES = {
+    "ar": "Arabic", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi",
+    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese",
+    "ru": "Russian", "tl": "Tagalog", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+}
+
+
+def language_name(code: str | None) -> str | None:
+    """The English name of a homeowner's language ("French"), for staff: who calls or writes
+    back should know; None for English or when the language is not known."""
+    lang = (code or "").lower()[:2]
+    if not lang.isalpha() or lang == "en":
+        return None
+    return _LANGUAGE_NAMES.get(lang, code)

@@ -373,6 +373,7 @@ def service_request_row(sr: ServiceRequest) -> dict[str, Any]:
         "work_order_statuses": dict(sorted(counts.items())),
         "work_order_ids": [wo.ref for wo in sr.work_orders],
         "engine": sr.engine,
+        "language": sr.language,
     }
 
 

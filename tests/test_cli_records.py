@@ -75,7 +75,8 @@ def test_import_then_list_and_show(tmp: Path) -> None:
     assert [(r["id"], r["trade"], r["status"]) for r in rows] == [("WO-1", "plumbing", "draft")]
     shown = run(tmp, "sr", "show", "SR-1", "--json")
     detail = json.loads(shown.stdout)
-    assert {"id", "status", "homeowner", "property", "work_orders", "history"} <= set(detail)
+    assert {"id", "status", "homeowner", "property", "work_orders", "history",
+            "language"} <= set(detail)
     assert detail["property"]["address"] == "1 Elm St"
     assert detail["property"]["community"] == "Oaks"
     assert detail["homeowner"]["email"] == "dana@example.com"

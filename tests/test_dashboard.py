@@ -413,6 +413,13 @@ async def test_service_request_page(database: Database, config: Config, server: 
         assert expected in page, expected
     missing = await staff.get("/staff/sr/999999")
     assert missing.status == 404 and "does not exist" in missing.text
+    assert "writes in" not in page
+    with database.session() as s:
+        sr = s.get(ServiceRequest, job.sr_id)
+        assert sr is not None
+        sr.language = "es"
+    page = (await staff.get(f"/staff/sr/{job.sr_id}")).text
+    assert "writes in Spanish" in page, "staff know which language to answer in"
 
 
 async def test_work_order_page_has_the_full_history_and_every_mail(

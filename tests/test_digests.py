@@ -239,6 +239,25 @@ def test_the_example_commands_of_a_quoted_digest_are_never_read(
     assert parsed.commands == () and not parsed.valid
 
 
+
+@pytest.mark.parametrize(("language", "shown"), [("fr", "(writes in French)"),
+                                                 ("pt-BR", "(writes in Portuguese)"),
+                                                 ("en", None), (None, None)])
+def test_staff_see_the_language_the_homeowner_writes_in(
+        database: Database, config: Config, language: str | None, shown: str | None) -> None:
+    """Whoever calls or writes back should know; English needs no mention."""
+    sr_id, ids = add_request(database, config, [{"text": "Kitchen sink leaks"}])
+    with database.session() as s:
+        sr = s.get(ServiceRequest, sr_id)
+        assert sr is not None
+        sr.language = language
+    send_digest(database, config, sr_id, ids)
+    text = body(as_email(outbound(database, OutboundMessage.kind == "digest")[0]), "plain")
+    if shown:
+        assert f"SR-{sr_id} from Dana Whitfield {shown}, 1 Elm St" in text, text
+    else:
+        assert "writes in" not in text
+
 def test_a_request_without_drafts_still_reaches_staff(database: Database,
                                                       config: Config) -> None:
     sr_id, _ = add_request(database, config, [])
