@@ -73,7 +73,8 @@ class Service:
         """Schema upgrade and config records; run before the loop starts (one daemon at a
         time on a shared database: see ``leader.startup_lock``)."""
         with startup_lock(self.db):
-            self.db.upgrade()
+            # In a child: Alembic and the revisions never stay in the daemon's memory.
+            self.db.upgrade(in_child=True)
             self.config.storage.data_dir.mkdir(parents=True, exist_ok=True)
             with self.db.session() as session:
                 sync_config_records(session, self.config)

@@ -4,12 +4,20 @@ SQLite is the embedded default; it gets WAL, foreign keys and a busy timeout so 
 daemon and a CLI command can use one file at the same time.  PostgreSQL is the way to run
 several daemons on one database.  The schema is only ever changed by Alembic revisions,
 applied by :func:`upgrade` (``warrantyd db upgrade``, and automatically by ``run``/``check``).
+
+Whether a database is current is read without Alembic (:func:`schema_is_current`): a CLI
+command on a current database never loads it, and the daemon migrates in a child process
+(``python -m warrantyd.storage.db``), so Alembic and the revisions (~11 MiB) are never part
+of the long-running process.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:  # Alembic is imported by the upgrade only: a worker never migrates
@@ -65,6 +74,51 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+_REVISION_LINE = re.compile(
+    r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:'([^']*)'|\"([^\"]*)\"|None)", re.M)
+
+
+def head_revision(versions: Path = MIGRATIONS_DIR / "versions") -> str:
+    """The newest revision, read from the revision files (``revision = '0006'``,
+    ``down_revision = '0005'``): the one no other revision builds on."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        found = {m.group(1): m.group(2) or m.group(3) for m in
+                 _REVISION_LINE.finditer(path.read_text(encoding="utf-8"))}
+        if found.get("revision"):
+            revisions.add(found["revision"])
+            if found.get("down_revision"):
+                parents.add(found["down_revision"])
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the schema revisions in {versions} have {len(heads)} heads "
+                           f"({', '.join(heads) or 'none'}); the package is damaged, reinstall it")
+    return heads[0]
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at :func:`head_revision` (a new database is not)."""
+    try:
+        with engine.connect() as connection:
+            found = connection.exec_driver_sql(
+                "SELECT version_num FROM alembic_version").scalars().all()
+    except DBAPIError:  # no alembic_version table: nothing was ever migrated
+        return False
+    return list(found) == [head_revision()]
+
+
+def upgrade_in_child(url: str, timeout: float = 3600.0) -> None:
+    """:func:`upgrade` to the newest revision in a child process, for the daemon: Alembic is
+    loaded, used once, and leaves with the child.  The URL (it may carry a password) goes
+    over stdin, not the command line.  A failure raises with the child's own reason."""
+    child = subprocess.run([sys.executable, "-m", "warrantyd.storage.db"], input=url,
+                           capture_output=True, text=True, timeout=timeout, check=False)
+    if child.returncode != 0:
+        lines = [line for line in child.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"the schema upgrade failed: {lines[-1] if lines else 'no output'}")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -233,8 +287,15 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def upgrade(self) -> None:
-        upgrade(self.engine)
+    def upgrade(self, *, in_child: bool = False) -> None:
+        """Bring the schema to the newest revision, unless it is there already; ``in_child``
+        migrates in a child process (see :func:`upgrade_in_child`)."""
+        if schema_is_current(self.engine):
+            return
+        if in_child:
+            upgrade_in_child(self.url)
+        else:
+            upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -271,3 +332,11 @@ class Database:
         self.engine.dispose()
         if self._writers is not None:
             self._writers.close()
+
+
+if __name__ == "__main__":  # upgrade_in_child: the URL comes on stdin
+    _engine = make_engine(sys.stdin.read().strip())
+    try:
+        upgrade(_engine)
+    finally:
+        _engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from warrantyd.storage.blobs import BlobNotFound, BlobStore
-from warrantyd.storage.db import Database, upgrade
+from warrantyd.storage.db import Database, head_revision, schema_is_current, upgrade
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import Base, InboundMessage
 
@@ -26,6 +28,56 @@ def test_migrations_match_models(database: Database) -> None:
 
 def test_upgrade_twice_is_harmless(database: Database) -> None:
     database.upgrade()
+
+
+def test_the_newest_revision_is_read_without_alembic_and_agrees_with_it() -> None:
+    from alembic.script import ScriptDirectory
+
+    from warrantyd.storage.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert head_revision() == script.get_current_head()
+
+
+def test_a_database_is_current_only_at_the_newest_revision(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        assert not schema_is_current(db.engine), "a new database"
+        upgrade(db.engine, "0005")
+        assert not schema_is_current(db.engine), "an older revision"
+        db.upgrade()
+        assert schema_is_current(db.engine)
+    finally:
+        db.dispose()
+
+
+def test_the_daemon_migrates_in_a_child_and_never_loads_alembic(db_url: str) -> None:
+    """Alembic and the revisions (~11 MiB) stay out of the long-running process; a current
+    database is recognised without them."""
+    script = ("import sys\n"
+              "from warrantyd.storage.db import Database, schema_is_current\n"
+              "db = Database(sys.argv[1])\n"
+              "db.upgrade(in_child=True)\n"
+              "db.upgrade(in_child=True)\n"
+              "print(schema_is_current(db.engine), any(m.split('.')[0] == 'alembic' "
+              "for m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script, db_url], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_failed_upgrade_in_a_child_says_why(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE alembic_version "
+                                       "(version_num VARCHAR(32) NOT NULL)")
+            connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('zz99')")
+        with pytest.raises(RuntimeError, match=r"schema upgrade failed: .*zz99"):
+            db.upgrade(in_child=True)
+    finally:
+        db.dispose()
 
 
 def test_divisions_migration_keeps_existing_rows_and_their_links(db_url: str) -> None:
