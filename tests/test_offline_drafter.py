@@ -170,6 +170,21 @@ def test_portuguese_mail() -> None:
     assert result.issues[0].title.startswith("Vazamento embaixo da pia"), result.issues[0].title
 
 
+
+@pytest.mark.parametrize("text", [
+    "Bonjour,\n\nL'évier de la cuisine fuit.\n\nAussi, la porte du garage grince.\n\n"
+    "Et ça sent le gaz près du chauffe-eau au sous-sol.\n\nMerci,\nClaire",
+    "Olá,\n\nA pia da cozinha está vazando.\n\nA porta da garagem faz um barulho alto.\n\n"
+    "Também cheira a gás perto do aquecedor no porão.\n\nObrigado",
+])
+def test_a_gas_smell_written_last_is_its_own_emergency_issue(text: str) -> None:
+    """Not an emergency pinned on the first issue: the smell is its own issue, first."""
+    issues = draft(text)
+    assert len(issues) == 3
+    assert (issues[0].priority, issues[0].emergency_reason, issues[0].location) == (
+        "emergency", "gas smell", "basement")
+    assert [i.priority for i in issues[1:]] == ["routine", "routine"]
+
 @pytest.mark.parametrize(
     ("text", "trade", "location"),
     [

@@ -215,6 +215,7 @@ def test_not_urgent_lookalikes(text: str) -> None:
         ("Il y a une forte odeur de gaz près du chauffe-eau.", "gas smell"),
         ("Sentimos cheiro de gás na lavanderia, atrás da secadora.", "gas smell"),
         ("Está com um cheiro forte de gás perto do fogão.", "gas smell"),
+        ("Também cheira a gás perto do aquecedor na lavanderia.", "gas smell"),
         ("Le détecteur de monoxyde de carbone sonne depuis une heure.",
          "carbon monoxide alarm"),
         ("O alarme de monóxido de carbono disparou agora há pouco.", "carbon monoxide alarm"),

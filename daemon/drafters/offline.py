@@ -258,6 +258,8 @@ _DEFECT = _rx(
     r"tient|allume|embarque|colle|s'allume|s’allume)\s+(?:pas|plus)\b|"
     r"(?:plus|pas) (?:de |d'|d’)(?:chauffage|chaleur|courant|[eé]lectricit[eé]|eau|"
     r"pression)|dur(?:e)? [àa]|difficile [àa]|lentement|tr[eè]s lent\w*|[eé]clair|"
+    r"[çc]a sent\b|sent (?:le|la|mauvais|bizarre|fort)\b|pue\b|puanteur|"
+    r"cheira\w*|fede\b|fedor|"
     r"d[eé]bord\w*|s'est (?:d[eé]coll|d[eé]tach|fissur|affaiss|effondr)\w*|"
     # Portuguese
     r"vaza\w*|ping(?:a|ando|ou)\b|goteira|gotej\w*|rachad\w*|rachadura\w*|trinca\w*|"

@@ -88,6 +88,7 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"(?:fort |tr[eè]s fort |beaucoup )?(?:le |du )gaz|fuite de gaz|"
             r"odeur (?:d'|d’|de )(?:[œo]eufs? pourris?|soufre)|"
             r"cheiro (?:forte |muito forte )?de g[aá]s|vazamento de g[aá]s|"
+            r"cheira (?:muito |forte |bastante )?a g[aá]s|"
             r"cheiro de (?:ovo podre|enxofre))"
         ),
         # Sulphur in the water (a water-heater anode) smells the same and is routine.
