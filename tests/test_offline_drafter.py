@@ -198,6 +198,7 @@ def test_a_gas_smell_written_last_is_its_own_emergency_issue(text: str) -> None:
          "living room"),
         ("A janela da sala de jantar não fecha direito e entra vento.", "windows_doors",
          "dining room"),
+        ("Faltou luz só na cozinha e o disjuntor não volta.", "electrical", "kitchen"),
     ],
 )
 def test_french_and_portuguese_problems_are_drafted(text: str, trade: str,

@@ -160,9 +160,11 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
             r"(?:a|ont|est) [eé]clat[eé]|tuyau (?:a )?(?:p[eé]t[eé]|[eé]clat[eé])|"
             r"(?:l'|l’)?eau (?:gicle|jaillit|coule) partout|de (?:l'|l’)eau partout|"
             r"grosse fuite|fuite (?:tr[eè]s )?(?:importante|[eé]norme)|inond\w*|"
-            r"(?:ferm[eé]|coup[eé]) (?:le robinet|la vanne|l'arriv[eé]e d'eau|l’arriv[eé]e "
-            r"d’eau|l'eau|l’eau)(?: (?:principal|principale|g[eé]n[eé]ral|g[eé]n[eé]rale|"
-            r"de la maison))?|n'arr[eê]te pas de (?:couler|fuir)|n’arr[eê]te pas de "
+            r"(?:ferm[eé]|coup[eé]) (?:le robinet|la vanne|la valve|l'arriv[eé]e d'eau|"
+            r"l’arriv[eé]e d’eau|l'entr[eé]e d'eau|l’entr[eé]e d’eau|l'eau|"
+            r"l’eau)(?: (?:principal|principale|g[eé]n[eé]ral|g[eé]n[eé]rale|"
+            r"de la maison))?|(?:l'|l’)?eau (?:coule|tombe|sort|gicle) (?:du|par le|[àa] "
+            r"travers le) (?:plafond|mur)|n'arr[eê]te pas de (?:couler|fuir)|n’arr[eê]te pas de "
             r"(?:couler|fuir)|"
             r"(?:cano|tubo|mangueira) (?:estourou|rompeu|arrebentou)|estourou|"
             r"[aá]gua (?:jorrando|esguichando|espirrando)|[aá]gua por todo (?:o )?lado|"
@@ -174,7 +176,7 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
         unless=_rx(r"\b(?:every time|each time|whenever|after (?:every|each|heavy|a|big) "
                    r"(?:rain|storm)|when(?:ever)? it rains|cada vez que llueve|"
                    r"chaque fois qu'il pleut|[àa] chaque pluie|toda vez que chove|"
-                   r"sempre que chove)\b"),
+                   r"sempre que chove|quand il pleut|lorsqu'il pleut|quando chove)\b"),
     ),
     EmergencyRule(
         "total loss of heat in cold weather",
