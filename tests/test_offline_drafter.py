@@ -468,13 +468,30 @@ def test_english_words_that_other_languages_share_keep_their_english_sense(
         text: str, location: str) -> None:
     assert find_location(text) == location
 
+
+@pytest.mark.parametrize("text", [
+    "Hi,\n\nWe moved in three months ago and a few things are not right.\n\n"
+    "The patio door is hard to close.\n\nAlso the tub drains slowly.\n\nThanks",
+    "Hi,\n\nWe have a couple of issues that need attention.\n\nThe patio door is hard to "
+    "close.\n\nAlso the tub drains slowly.\n\nThanks",
+    "Bonjour,\n\nNous avons emménagé il y a trois mois et plusieurs choses ne vont pas.\n\n"
+    "La porte-fenêtre est dure à fermer.\n\nAussi, la baignoire se vide lentement.\n\nMerci",
+])
+def test_an_announcement_of_problems_to_come_is_not_one(text: str) -> None:
+    assert len(draft(text)) == 2
+
+
+def test_an_announcement_that_names_the_problem_is_one() -> None:
+    [issue] = draft("There are some problems with the drywall cracking in the hall.")
+    assert issue.trade == "drywall"
+
 def test_french_and_portuguese_set_floors() -> None:
     """bench/data/drafting_fr_pt: mail written in French and Portuguese without looking at
     the rules (first measured at 0.67 issue count, 0.68 trade F1, 0.67 emergency recall)."""
     figures = _bench().evaluate(REPO_ROOT / "bench" / "data" / "drafting_fr_pt").figures()
     assert figures["emergency_recall"] == 1.0
     assert figures["false_emergencies"] == 0
-    assert figures["issue_count_exact"] >= 0.875
+    assert figures["issue_count_exact"] >= 0.9
     assert figures["trade_f1"] >= 0.85
     assert figures["issue_recall"] >= 0.95
     assert figures["no_issue_accuracy"] == 1.0

@@ -322,9 +322,27 @@ _COURTESY = _rx(
 are not available Mondays"): negations that report no problem."""
 
 
+_ANNOUNCEMENT = _rx(
+    r"\b(?:a few|a couple(?: of)?|several|some|multiple|many|two|three|four|five|"
+    r"quelques|plusieurs|deux|trois|quatre|algu(?:ns|mas)|v[aá]ri(?:os|as)|dois|duas|tr[eê]s|"
+    r"unos|unas|varios|varias|algunos|algunas)\s+(?:\w+\s+)?"
+    r"(?:things?|issues?|problems?|items?|concerns?|choses|probl[eè]mes|soucis|points|"
+    r"coisas|problemas|itens|cosas)\b"
+    # ... and nothing concrete after it, up to the end of the sentence or a colon
+    r"(?:[\s,]+(?:that|which|we|i|to|since|are|is|were|need\w*|not|quite|right|wrong|"
+    r"report\w*|noticed|found|attention|fix\w*|look\w*|at|in|on|the|house|home|new|our|"
+    r"with|here|so|far|yet|que|qui|ne|vont|pas|vont|bien|[àa]|signaler|r[eé]gler|dans|la|"
+    r"maison|na|casa|para|resolver|reportar|en|de|nuestra|nossa|notre|e|et|y|and|"
+    r"moving|moved|move-in|emm[eé]nagement))*\s*(?=[.!?:]|$)"
+)
+"""An announcement of problems to come ("a few things are not right", "plusieurs choses ne
+vont pas"): not a problem of its own."""
+
+
 def _reports_defect(sentence: str) -> bool:
-    """Does ``sentence`` name something wrong (its courtesy phrases left out)?"""
-    return _DEFECT.search(_COURTESY.sub(" ", sentence)) is not None
+    """Does ``sentence`` name something wrong (its courtesy phrases and an announcement of
+    problems to come left out)?"""
+    return _DEFECT.search(_ANNOUNCEMENT.sub(" ", _COURTESY.sub(" ", sentence))) is not None
 
 
 def _still_broken(sentence: str) -> bool:
