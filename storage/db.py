@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,7 @@ _REVISION_LINE = re.compile(
     r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:'([^']*)'|\"([^\"]*)\"|None)", re.M)
 
 
+@cache
 def head_revision(versions: Path = MIGRATIONS_DIR / "versions") -> str:
     """The newest revision, read from the revision files (``revision = '0006'``,
     ``down_revision = '0005'``): the one no other revision builds on."""
@@ -100,9 +102,10 @@ def head_revision(versions: Path = MIGRATIONS_DIR / "versions") -> str:
 
 
 def schema_is_current(engine: Engine) -> bool:
-    """Whether the database is at :func:`head_revision` (a new database is not)."""
+    """Whether the database is at :func:`head_revision` (a new database is not).  A reading
+    connection: on SQLite it waits for no writer (a CLI command beside a busy daemon)."""
     try:
-        with engine.connect() as connection:
+        with engine.execution_options(**{READING: True}).connect() as connection:
             found = connection.exec_driver_sql(
                 "SELECT version_num FROM alembic_version").scalars().all()
     except DBAPIError:  # no alembic_version table: nothing was ever migrated

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from warrantyd.storage.blobs import BlobNotFound, BlobStore
-from warrantyd.storage.db import Database, head_revision, schema_is_current, upgrade
+from warrantyd.storage.db import (
+    SQLITE_BUSY_SECONDS,
+    Database,
+    head_revision,
+    schema_is_current,
+    upgrade,
+)
 from warrantyd.storage.inbound import store_inbound
 from warrantyd.storage.models import Base, InboundMessage
 
@@ -51,20 +59,47 @@ def test_a_database_is_current_only_at_the_newest_revision(db_url: str) -> None:
         db.dispose()
 
 
-def test_the_daemon_migrates_in_a_child_and_never_loads_alembic(db_url: str) -> None:
-    """Alembic and the revisions (~11 MiB) stay out of the long-running process; a current
-    database is recognised without them."""
+def test_the_daemon_migrates_in_a_child_and_never_loads_alembic(db_url: str,
+                                                                tmp_path: Path) -> None:
+    """Alembic and the revisions (~11 MiB) stay out of the long-running process: the daemon's
+    start-up (``Service.prepare``) migrates a new database in a child, and recognises a
+    current one without them."""
     script = ("import sys\n"
-              "from warrantyd.storage.db import Database, schema_is_current\n"
-              "db = Database(sys.argv[1])\n"
-              "db.upgrade(in_child=True)\n"
-              "db.upgrade(in_child=True)\n"
-              "print(schema_is_current(db.engine), any(m.split('.')[0] == 'alembic' "
+              "from warrantyd.daemon.config import parse_config\n"
+              "from warrantyd.daemon.service import Service\n"
+              "from warrantyd.storage.db import schema_is_current\n"
+              "config = parse_config({'company': {'name': 'Acme', 'timezone': 'UTC'},\n"
+              "    'mailbox': {'address': 'w@acme.example', 'imap_host': 'x',\n"
+              "                'imap_user': 'x'},\n"
+              "    'smtp': {'host': 'x'}, 'database': {'url': sys.argv[1]},\n"
+              "    'storage': {'data_dir': sys.argv[2]},\n"
+              "    'staff': {'addresses': ['pat@acme.example']}})\n"
+              "Service(config).prepare()\n"
+              "service = Service(config)\n"
+              "service.prepare()\n"
+              "print(schema_is_current(service.db.engine), any(m.split('.')[0] == 'alembic' "
               "for m in sys.modules))\n")
-    done = subprocess.run([sys.executable, "-c", script, db_url], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", script, db_url, str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_current_database_is_recognised_while_another_process_writes(
+        tmp_path: Path) -> None:
+    """The check reads: a CLI command beside a daemon in a write does not wait for it."""
+    db = Database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    db.upgrade()
+    writer = sqlite3.connect(tmp_path / "w.sqlite3")
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert schema_is_current(db.engine)
+        assert time.monotonic() - started < SQLITE_BUSY_SECONDS
+    finally:
+        writer.rollback()
+        writer.close()
+        db.dispose()
 
 
 def test_a_failed_upgrade_in_a_child_says_why(db_url: str) -> None:
